@@ -1,0 +1,695 @@
+"""Generated single-threaded GEMM in LLVM IR (BLIS/GotoBLAS structure).
+
+    void name(i64 M, i64 N, i64 K, T* A, i64 rsa, i64 csa, T* B, i64 rsb,
+              i64 csb, T* C, i64 ldc, i32 accumulate, T* pack)
+
+computes  C[i*ldc + j] (= or +=) sum_k A[i*rsa + k*csa] * B[k*rsb + j*csb].
+A and B are addressed through row/column strides, so a transposed operand is
+a stride swap (dW = x^T g, dx = g W^T need no copies). `pack` is caller-owned
+scratch of `gemm_pack_bytes(...)` bytes, 64-byte aligned; the kernel keeps no
+global state, calls nothing external and is thread-safe.
+
+Why this shape (Goto / BLIS):
+  for jc in N step NC:                  B block  kc x nc  (L3)
+    for pc in K step KC:                pack B -> panels of NR columns
+      for ic in M step MC:              pack A -> panels of MR rows (L2)
+        for jr in nc step NR:           B micro-panel kc x NR stays in L1
+          for ir in mc step MR:         micro-kernel: MR x NR accumulators
+Packing makes the micro-kernel read two contiguous streams whatever the
+strides are, and zero-pads partial panels so it always runs a full MR x NR
+tile; only the write-back of edge tiles is masked.  The micro-kernel keeps
+MR*NV vector accumulators (NV vectors of W lanes per row, NR = NV*W) in
+registers: per k it loads NV vectors of B and, for each of MR rows,
+broadcasts one element of A into NV fused multiply-adds.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import llvmlite.ir as ir
+
+I1 = ir.IntType(1)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+_FLOAT_TYPES = {"f32": (ir.FloatType(), 4), "f64": (ir.DoubleType(), 8)}
+PACK_ALIGN = 64  # bytes; the caller aligns `pack` to this, we align sub-buffers
+
+
+# --------------------------------------------------------------------------
+# configuration: vector width from the host, block sizes from its caches
+# --------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def host_vector_bits() -> int:
+    """512 with AVX-512F, 256 with AVX2, else 128 (SSE2 is baseline x86-64)."""
+    import llvmlite.binding as llvm
+    feats = llvm.get_host_cpu_features()
+    if feats.get("avx512f"):
+        return 512
+    if feats.get("avx2") and feats.get("fma"):
+        return 256
+    return 128
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_bytes() -> tuple[int, int]:
+    """(L1d, L2) sizes of cpu0 from sysfs; typical defaults if unreadable."""
+    l1, l2 = 32 * 1024, 1024 * 1024
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for idx in os.listdir(root):
+            d = os.path.join(root, idx)
+            with open(os.path.join(d, "level")) as f:
+                level = int(f.read())
+            with open(os.path.join(d, "type")) as f:
+                kind = f.read().strip()
+            with open(os.path.join(d, "size")) as f:
+                text = f.read().strip()
+            mult = {"K": 1024, "M": 1024 ** 2}.get(text[-1:], 1)
+            size = int(text.rstrip("KM")) * mult
+            if level == 1 and kind in ("Data", "Unified"):
+                l1 = size
+            elif level == 2:
+                l2 = size
+    except (OSError, ValueError):
+        pass
+    return l1, l2
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Tile and block sizes of one generated kernel (all in elements)."""
+    dtype: str
+    vector_bits: int
+    mr: int        # rows of the micro-tile (broadcast A elements)
+    nv: int        # vectors per micro-tile row
+    kc: int        # depth of a packed block (B micro-panel kc x nr sits in L1)
+    mc: int        # rows of a packed A block (mc x kc sits in L2)
+    nc: int        # columns of a packed B block
+    ku: int = 4    # unroll of the micro-kernel k loop
+    use_fma: bool = True  # llvm.fma (target has FMA) vs llvm.fmuladd
+
+    @property
+    def elem_bytes(self) -> int:
+        return _FLOAT_TYPES[self.dtype][1]
+
+    @property
+    def lanes(self) -> int:
+        return self.vector_bits // 8 // self.elem_bytes
+
+    @property
+    def nr(self) -> int:
+        return self.nv * self.lanes
+
+
+def gemm_config(dtype: str, vector_bits: int | None = None, **override) -> GemmConfig:
+    """Pick MR x NR from the register file and KC/MC/NC from the caches."""
+    if dtype not in _FLOAT_TYPES:
+        raise ValueError(f"gemm: unsupported dtype {dtype!r} (want 'f32' or 'f64')")
+    bits = host_vector_bits() if vector_bits is None else int(vector_bits)
+    if bits not in (128, 256, 512):
+        raise ValueError(f"gemm: vector_bits must be 128, 256 or 512, not {bits}")
+    size = _FLOAT_TYPES[dtype][1]
+    # 32 zmm: 12x2 accumulators + 2 B vectors (+ broadcasts folded into FMAs);
+    # 16 xmm/ymm: 6x2 accumulators + 2 B vectors + 1 broadcast.
+    mr, nv = (12, 2) if bits == 512 else (6, 2)
+    mr, nv = override.pop("mr", mr), override.pop("nv", nv)
+    nr = nv * bits // 8 // size
+    l1, l2 = _cache_bytes()
+    # B micro-panel (kc x nr) takes about half of L1, the rest streams A.
+    kc = max(16, min(512, (l1 // 2) // (nr * size)) // 8 * 8)
+    # packed A block (mc x kc) takes about half of L2.
+    mc = max(mr, (l2 // 2) // (kc * size) // mr * mr)
+    nc = 4096 // nr * nr
+    cfg = dict(dtype=dtype, vector_bits=bits, mr=mr, nv=nv, kc=kc, mc=mc, nc=nc,
+               use_fma=bits >= 256)
+    cfg.update(override)
+    return GemmConfig(**cfg)
+
+
+# --------------------------------------------------------------------------
+# pack-buffer size: one formula, evaluated in Python and emitted in IR
+# --------------------------------------------------------------------------
+
+class _PyInt:
+    """Integer ops on Python ints (mirrors _IrInt)."""
+    def const(self, v): return v
+    def add(self, a, b): return a + b
+    def sub(self, a, b): return a - b
+    def mul(self, a, b): return a * b
+    def div(self, a, b): return a // b          # operands are non-negative
+    def min(self, a, b): return min(a, b)
+    def select_pos(self, c, a, b): return a if c > 0 else b
+
+
+class _IrInt:
+    """The same ops on i64 SSA values."""
+    def __init__(self, b: ir.IRBuilder):
+        self.b = b
+    def const(self, v): return ir.Constant(I64, v)
+    def add(self, a, b): return self.b.add(a, b, flags=["nsw"])
+    def sub(self, a, b): return self.b.sub(a, b, flags=["nsw"])
+    def mul(self, a, b): return self.b.mul(a, b, flags=["nsw"])
+    def div(self, a, b): return self.b.sdiv(a, b)
+    def min(self, a, b): return self.b.select(self.b.icmp_signed("<", a, b), a, b)
+    def select_pos(self, c, a, b):
+        return self.b.select(self.b.icmp_signed(">", c, self.const(0)), a, b)
+
+
+def _blocking(o, cfg: GemmConfig, M, N, K):
+    """Block sizes actually used for a call; balanced so no tiny last block.
+
+    kcb = ceil(K / ceil(K/KC)),  mcb = roundup(ceil(M / ceil(M/MC)), MR),
+    ncp = min(roundup(N, NR), NC);  B pack is kcb x ncp, A pack is mcb x kcb.
+    Callers guarantee M, N, K >= 1 (otherwise the divisions are guarded).
+    """
+    c = o.const
+    one = c(1)
+
+    def cdiv(a, b):
+        return o.div(o.add(a, o.sub(b, one)), b)
+
+    def roundup(a, m):
+        return o.mul(cdiv(a, m), m)
+
+    kcb = cdiv(K, cdiv(K, c(cfg.kc)))
+    mcb = roundup(cdiv(M, cdiv(M, c(cfg.mc))), c(cfg.mr))
+    ncp = o.min(roundup(N, c(cfg.nr)), c(cfg.nc))
+    return kcb, mcb, ncp
+
+
+def _pack_layout(o, cfg: GemmConfig, M, N, K):
+    """(A-pack offset in elements, total bytes) of the scratch buffer."""
+    kcb, mcb, ncp = _blocking(o, cfg, M, N, K)
+    c = o.const
+    es = c(cfg.elem_bytes)
+    b_bytes = o.mul(o.mul(kcb, ncp), es)
+    a_off_bytes = o.mul(o.div(o.add(b_bytes, c(PACK_ALIGN - 1)), c(PACK_ALIGN)), c(PACK_ALIGN))
+    total = o.add(a_off_bytes, o.mul(o.mul(mcb, kcb), es))
+    return o.div(a_off_bytes, es), total
+
+
+def gemm_pack_bytes(dtype: str, M: int, N: int, K: int, vector_bits: int | None = None,
+                    **override) -> int:
+    """Bytes of `pack` scratch the kernel emitted with the same arguments needs."""
+    if min(M, N, K) <= 0:
+        return 0
+    cfg = gemm_config(dtype, vector_bits, **override)
+    return _pack_layout(_PyInt(), cfg, M, N, K)[1]
+
+
+# --------------------------------------------------------------------------
+# IR helpers
+# --------------------------------------------------------------------------
+
+def _i64(v):
+    return ir.Constant(I64, v)
+
+
+@contextmanager
+def _for_range(b: ir.IRBuilder, start, stop, step, name: str):
+    """for (i = start; i < stop; i += step), blocks name.cond/body/end."""
+    pre = b.block
+    cond = b.append_basic_block(f"{name}.cond")
+    body = b.append_basic_block(f"{name}.body")
+    end = b.append_basic_block(f"{name}.end")
+    b.branch(cond)
+    b.position_at_end(cond)
+    i = b.phi(I64, name=name)
+    i.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", i, stop), body, end)
+    b.position_at_end(body)
+    yield i
+    i.add_incoming(b.add(i, step, flags=["nsw"]), b.block)
+    b.branch(cond)
+    b.position_at_end(end)
+
+
+class _Emit:
+    """Per-kernel emission context: types and intrinsic declarations."""
+
+    def __init__(self, module: ir.Module, cfg: GemmConfig):
+        self.m = module
+        self.cfg = cfg
+        self.T, _ = _FLOAT_TYPES[cfg.dtype]
+        self.W = cfg.lanes
+        self.V = ir.VectorType(self.T, self.W)
+        self.MV = ir.VectorType(I1, self.W)
+        self.zero = ir.Constant(self.T, 0.0)
+        self.vzero = ir.Constant(self.V, [0.0] * self.W)
+        self.sfx = f"v{self.W}{'f32' if cfg.dtype == 'f32' else 'f64'}"
+        fma = "llvm.fma" if cfg.use_fma else "llvm.fmuladd"
+        self.fma = self._intrinsic(f"{fma}.{self.sfx}", self.V, [self.V] * 3)
+        self.mload = self._intrinsic(f"llvm.masked.load.{self.sfx}.p0", self.V,
+                                     [PTR, self.MV, self.V])
+        self.mstore = self._intrinsic(f"llvm.masked.store.{self.sfx}.p0", ir.VoidType(),
+                                      [self.V, PTR, self.MV])
+
+    def _intrinsic(self, name, ret, args):
+        if name in self.m.globals:
+            return self.m.globals[name]
+        return ir.Function(self.m, ir.FunctionType(ret, args), name)
+
+    def internal_fn(self, name, args, ret=ir.VoidType()):
+        fn = ir.Function(self.m, ir.FunctionType(ret, args), name)
+        fn.linkage = "internal"
+        fn.attributes.add("nounwind")
+        return fn
+
+    # typed memory access (opaque pointers: the element type is explicit)
+    def gep(self, b, p, idx, ty=None):
+        return b.gep(p, [idx], inbounds=True, source_etype=ty or self.T)
+
+    def load(self, b, p, idx=None):
+        return b.load(p if idx is None else self.gep(b, p, idx), typ=self.T,
+                      align=self.cfg.elem_bytes)
+
+    def store(self, b, v, p, idx=None):
+        b.store(v, p if idx is None else self.gep(b, p, idx), align=self.cfg.elem_bytes)
+
+    def vload(self, b, p, align=None):
+        return b.load(p, typ=self.V, align=align or self.cfg.elem_bytes)
+
+    def vstore(self, b, v, p, align=None):
+        b.store(v, p, align=align or self.cfg.elem_bytes)
+
+    def masked_load(self, b, p, mask):
+        call = b.call(self.mload, [p, mask, self.vzero])
+        call.arg_attributes[0] = ir.values.ArgumentAttributes()
+        call.arg_attributes[0].align = self.cfg.elem_bytes
+        return call
+
+    def masked_store(self, b, v, p, mask):
+        call = b.call(self.mstore, [v, p, mask])
+        call.arg_attributes[1] = ir.values.ArgumentAttributes()
+        call.arg_attributes[1].align = self.cfg.elem_bytes
+
+    def splat(self, b, s, ty=None):
+        ty = ty or self.V
+        n = ty.count
+        v = b.insert_element(ir.Constant(ty, ir.Undefined), s, ir.Constant(I32, 0))
+        return b.shuffle_vector(v, ir.Constant(ty, ir.Undefined),
+                                ir.Constant(ir.VectorType(I32, n), [0] * n))
+
+    def transpose(self, b, rows):
+        """W x W in-register transpose: out[k][r] = rows[r][k] (W a power of 2).
+
+        log2(W) butterfly stages; stage h swaps the off-diagonal h x h blocks
+        of every 2h x 2h block. Undefined rows (missing A rows) fold away.
+        """
+        W = self.W
+        rows = list(rows)
+        h = W // 2
+        while h:
+            out = list(rows)
+            for i in range(W):
+                if i & h:
+                    continue
+                lo, hi = rows[i], rows[i + h]
+                # lane l of the pair's first result: (l & h) ? hi[l-h] : lo[l]
+                m0 = [l if not l & h else W + l - h for l in range(W)]
+                # second result:                       (l & h) ? hi[l] : lo[l+h]
+                m1 = [l + h if not l & h else W + l for l in range(W)]
+                out[i] = b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(I32, W), m0))
+                out[i + h] = b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(I32, W), m1))
+            rows = out
+            h //= 2
+        return rows
+
+    def store_prefix(self, b, v, p, count: int):
+        """Store lanes 0..count-1 of vector v at p."""
+        if count == self.W:
+            self.vstore(b, v, p)
+            return
+        part = b.shuffle_vector(v, ir.Constant(self.V, ir.Undefined),
+                                ir.Constant(ir.VectorType(I32, count), list(range(count))))
+        b.store(part, p, align=self.cfg.elem_bytes)
+
+    def lane_mask(self, b, first: int, count):
+        """<W x i1>: lane l is on iff first + l < count."""
+        vi = ir.VectorType(I64, self.W)
+        lanes = ir.Constant(vi, [first + l for l in range(self.W)])
+        return b.icmp_signed("<", lanes, self.splat(b, count, vi))
+
+
+# --------------------------------------------------------------------------
+# micro-kernel
+# --------------------------------------------------------------------------
+
+def _emit_ukernel(e: _Emit, name: str, nv: int) -> ir.Function:
+    """C[0:mr, 0:nr] (+)= sum_k Ap[k*MR + i] * Bp[k*NR + j] for one micro-tile.
+
+    The k loop carries MR*nv vector accumulators as phis (unrolled ku times,
+    then a remainder loop); nv < NV variants serve narrow right-edge panels
+    (N = 10 uses one vector instead of wasting NV-1 zero columns).
+    """
+    cfg = e.cfg
+    MR, NR, W = cfg.mr, cfg.nr, e.W
+    valign = W * cfg.elem_bytes  # B panel rows are NR elements from a 64-aligned base
+    fn = e.internal_fn(name, [I64, PTR, PTR, PTR, I64, I64, I64, I1])
+    fn.attributes.add("noinline")
+    kc, pa, pb, pcc, ldc, mr, nr, beta = fn.args
+    for a, nm in zip(fn.args, ("kc", "a", "b", "c", "ldc", "mr", "nr", "beta")):
+        a.name = nm
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def kstep(pa, pb, acc, u):
+        bv = [e.vload(b, e.gep(b, pb, _i64(u * NR + v * W)), valign) for v in range(nv)]
+        out = []
+        for r in range(MR):
+            a = e.splat(b, e.load(b, pa, _i64(u * MR + r)))
+            # acc[r][v] = fma(A[k, r] broadcast, B[k, v*W : v*W+W], acc[r][v])
+            out.append([b.call(e.fma, [a, bv[v], acc[r][v]]) for v in range(nv)])
+        return out
+
+    def kloop(count, pa, pb, acc, unroll, tag):
+        pre = b.block
+        head = b.append_basic_block(f"{tag}.cond")
+        body = b.append_basic_block(f"{tag}.body")
+        end = b.append_basic_block(f"{tag}.end")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64, name=f"{tag}.i")
+        pa_phi = b.phi(PTR, name=f"{tag}.pa")
+        pb_phi = b.phi(PTR, name=f"{tag}.pb")
+        acc_phi = [[b.phi(e.V, name=f"{tag}.acc{r}_{v}") for v in range(nv)] for r in range(MR)]
+        for phi, val in [(i, _i64(0)), (pa_phi, pa), (pb_phi, pb)] + [
+                (acc_phi[r][v], acc[r][v]) for r in range(MR) for v in range(nv)]:
+            phi.add_incoming(val, pre)
+        b.cbranch(b.icmp_signed("<", i, count), body, end)
+        b.position_at_end(body)
+        cur = acc_phi
+        for u in range(unroll):
+            cur = kstep(pa_phi, pb_phi, cur, u)
+        latch = b.block
+        i.add_incoming(b.add(i, _i64(1), flags=["nsw"]), latch)
+        pa_phi.add_incoming(e.gep(b, pa_phi, _i64(unroll * MR)), latch)
+        pb_phi.add_incoming(e.gep(b, pb_phi, _i64(unroll * NR)), latch)
+        for r in range(MR):
+            for v in range(nv):
+                acc_phi[r][v].add_incoming(cur[r][v], latch)
+        b.branch(head)
+        b.position_at_end(end)
+        return pa_phi, pb_phi, acc_phi
+
+    acc = [[e.vzero] * nv for _ in range(MR)]
+    ku = cfg.ku
+    nmain = b.sdiv(kc, _i64(ku))
+    rem = b.sub(kc, b.mul(nmain, _i64(ku)))
+    pa, pb, acc = kloop(nmain, pa, pb, acc, ku, "kmain")
+    _, _, acc = kloop(rem, pa, pb, acc, 1, "krem")
+
+    # write-back: full tiles with plain vector ops, edge tiles masked by row/lane
+    full = b.and_(b.icmp_signed("==", mr, _i64(MR)), b.icmp_signed("==", nr, _i64(nv * W)))
+    rows = [e.gep(b, pcc, b.mul(ldc, _i64(r))) for r in range(MR)]
+    bb_full = b.append_basic_block("wb.full")
+    bb_part = b.append_basic_block("wb.part")
+    b.cbranch(full, bb_full, bb_part)
+
+    b.position_at_end(bb_full)
+    bb_add = b.append_basic_block("wb.full.add")
+    bb_set = b.append_basic_block("wb.full.set")
+    b.cbranch(beta, bb_add, bb_set)
+    b.position_at_end(bb_add)
+    for r in range(MR):
+        for v in range(nv):
+            p = e.gep(b, rows[r], _i64(v * W))
+            e.vstore(b, b.fadd(e.vload(b, p), acc[r][v]), p)
+    b.ret_void()
+    b.position_at_end(bb_set)
+    for r in range(MR):
+        for v in range(nv):
+            e.vstore(b, acc[r][v], e.gep(b, rows[r], _i64(v * W)))
+    b.ret_void()
+
+    b.position_at_end(bb_part)
+    masks = [e.lane_mask(b, v * W, nr) for v in range(nv)]
+    bsplat = e.splat(b, beta, ir.VectorType(I1, W))
+    lmasks = [b.and_(m, bsplat) for m in masks]  # beta=0: C is never read
+    done = b.append_basic_block("wb.part.done")
+    for r in range(MR):
+        if r:
+            nxt = b.append_basic_block(f"wb.part.row{r}")
+            b.cbranch(b.icmp_signed("<", _i64(r), mr), nxt, done)
+            b.position_at_end(nxt)
+        for v in range(nv):
+            p = e.gep(b, rows[r], _i64(v * W))
+            old = e.masked_load(b, p, lmasks[v])
+            e.masked_store(b, b.fadd(old, acc[r][v]), p, masks[v])
+    b.branch(done)
+    b.position_at_end(done)
+    b.ret_void()
+    return fn
+
+
+# --------------------------------------------------------------------------
+# packing
+# --------------------------------------------------------------------------
+
+def _min(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _emit_pack_b(e: _Emit, name: str) -> ir.Function:
+    """dst[(j/NR)*kc*NR + k*NR + j%NR] = B[k, j] for k < kc, j < nc, zero-padded."""
+    cfg = e.cfg
+    NR, W, NV = cfg.nr, e.W, cfg.nv
+    valign = W * cfg.elem_bytes
+    fn = e.internal_fn(name, [I64, I64, PTR, I64, I64, PTR])
+    kc, nc, src, rs, cs, dst = fn.args
+    for a, nm in zip(fn.args, ("kc", "nc", "src", "rs", "cs", "dst")):
+        a.name = nm
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    kw = b.mul(b.sdiv(kc, _i64(W)), _i64(W))  # k rows handled by W x W transposes
+    with _for_range(b, _i64(0), nc, _i64(NR), "jr") as jr:
+        nr = _min(b, b.sub(nc, jr), _i64(NR))
+        s = e.gep(b, src, b.mul(jr, cs))
+        d = e.gep(b, dst, b.mul(jr, kc))
+        whole = b.icmp_signed("==", nr, _i64(NR))
+        rowmajor = b.and_(whole, b.icmp_signed("==", cs, _i64(1)))
+        colmajor = b.and_(whole, b.icmp_signed("==", rs, _i64(1)))
+        general = b.append_basic_block("general")
+        tail = b.append_basic_block("tail")  # k rows kw..kc-1 of the transposed case
+        done = b.append_basic_block("done")
+        bb_row = b.append_basic_block("rowmajor")
+        bb_t = b.append_basic_block("colmajor")
+        bb_nrow = b.append_basic_block("not.rowmajor")
+        b.cbranch(rowmajor, bb_row, bb_nrow)
+        b.position_at_end(bb_nrow)
+        b.cbranch(colmajor, bb_t, general)
+
+        b.position_at_end(bb_row)  # B[k, jr:jr+NR] contiguous: vector copies
+        with _for_range(b, _i64(0), kc, _i64(1), "k") as k:
+            row = e.gep(b, s, b.mul(k, rs))
+            drow = e.gep(b, d, b.mul(k, _i64(NR)))
+            for v in range(NV):
+                e.vstore(b, e.vload(b, e.gep(b, row, _i64(v * W))),
+                         e.gep(b, drow, _i64(v * W)), valign)
+        b.branch(done)
+
+        b.position_at_end(bb_t)  # B[k:k+W, j] contiguous: load columns, transpose
+        cols = [e.gep(b, s, b.mul(cs, _i64(j))) for j in range(NR)]
+        with _for_range(b, _i64(0), kw, _i64(W), "kt") as k:
+            for v in range(NV):
+                t = e.transpose(b, [e.vload(b, e.gep(b, cols[v * W + j], k)) for j in range(W)])
+                for kk in range(W):
+                    p = e.gep(b, d, b.add(b.mul(b.add(k, _i64(kk)), _i64(NR)), _i64(v * W)))
+                    e.vstore(b, t[kk], p, valign)
+        t_end = b.block
+        b.branch(tail)
+
+        b.position_at_end(general)
+        b.branch(tail)
+        b.position_at_end(tail)
+        k0 = b.phi(I64, name="k0")
+        k0.add_incoming(kw, t_end)
+        k0.add_incoming(_i64(0), general)
+        with _for_range(b, k0, kc, _i64(1), "kg") as k:
+            row = e.gep(b, s, b.mul(k, rs))
+            drow = e.gep(b, d, b.mul(k, _i64(NR)))
+            with _for_range(b, _i64(0), nr, _i64(1), "j") as j:
+                e.store(b, e.load(b, row, b.mul(j, cs)), drow, j)
+            with _for_range(b, nr, _i64(NR), _i64(1), "jz") as j:
+                e.store(b, e.zero, drow, j)
+        b.branch(done)
+        b.position_at_end(done)
+    b.ret_void()
+    return fn
+
+
+def _emit_pack_a(e: _Emit, name: str) -> ir.Function:
+    """dst[(i/MR)*kc*MR + k*MR + i%MR] = A[i, k] for i < mc, k < kc, zero-padded."""
+    cfg = e.cfg
+    MR, W = cfg.mr, e.W
+    VM = ir.VectorType(e.T, MR)
+    undef = ir.Constant(e.V, ir.Undefined)
+    fn = e.internal_fn(name, [I64, I64, PTR, I64, I64, PTR])
+    mc, kc, src, rs, cs, dst = fn.args
+    for a, nm in zip(fn.args, ("mc", "kc", "src", "rs", "cs", "dst")):
+        a.name = nm
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    kw = b.mul(b.sdiv(kc, _i64(W)), _i64(W))  # k columns handled by transposes
+    with _for_range(b, _i64(0), mc, _i64(MR), "ir") as i0:
+        mr = _min(b, b.sub(mc, i0), _i64(MR))
+        s = e.gep(b, src, b.mul(i0, rs))
+        d = e.gep(b, dst, b.mul(i0, kc))
+        whole = b.icmp_signed("==", mr, _i64(MR))
+        colmajor = b.and_(whole, b.icmp_signed("==", rs, _i64(1)))
+        rowmajor = b.and_(whole, b.icmp_signed("==", cs, _i64(1)))
+        bb_col = b.append_basic_block("colmajor")
+        bb_ncol = b.append_basic_block("not.colmajor")
+        bb_nrow = b.append_basic_block("not.rowmajor")
+        bb_row = b.append_basic_block("rowmajor")
+        bb_whole = b.append_basic_block("whole")
+        bb_edge = b.append_basic_block("edge")
+        tail = b.append_basic_block("tail")
+        done = b.append_basic_block("done")
+        b.cbranch(colmajor, bb_col, bb_ncol)
+        b.position_at_end(bb_ncol)
+        b.cbranch(rowmajor, bb_row, bb_nrow)
+        b.position_at_end(bb_nrow)
+        b.cbranch(whole, bb_whole, bb_edge)
+
+        b.position_at_end(bb_col)  # A[i:i+MR, k] contiguous: one MR-vector per k
+        with _for_range(b, _i64(0), kc, _i64(1), "kc") as k:
+            x = b.load(e.gep(b, s, b.mul(k, cs)), typ=VM, align=cfg.elem_bytes)
+            b.store(x, e.gep(b, d, b.mul(k, _i64(MR))), align=cfg.elem_bytes)
+        b.branch(done)
+
+        # A[i, k:k+W] contiguous (row-major A, the common case): load W-wide row
+        # pieces of W rows at a time, transpose, store the first MR lanes per k
+        b.position_at_end(bb_row)
+        rowp = [e.gep(b, s, b.mul(rs, _i64(r))) for r in range(MR)]
+        with _for_range(b, _i64(0), kw, _i64(W), "kt") as k:
+            for r0 in range(0, MR, W):
+                cnt = min(W, MR - r0)
+                rows = [e.vload(b, e.gep(b, rowp[r0 + r], k)) if r < cnt else undef
+                        for r in range(W)]
+                t = e.transpose(b, rows)
+                for kk in range(W):
+                    p = e.gep(b, d, b.add(b.mul(b.add(k, _i64(kk)), _i64(MR)), _i64(r0)))
+                    e.store_prefix(b, t[kk], p, cnt)
+        row_end = b.block
+        b.branch(tail)
+
+        b.position_at_end(bb_whole)  # arbitrary strides: scalar, rows unrolled
+        rowp = [e.gep(b, s, b.mul(rs, _i64(r))) for r in range(MR)]
+        with _for_range(b, _i64(0), kc, _i64(1), "kw") as k:
+            off = b.mul(k, cs)
+            drow = e.gep(b, d, b.mul(k, _i64(MR)))
+            for r in range(MR):
+                e.store(b, e.load(b, rowp[r], off), drow, _i64(r))
+        b.branch(done)
+
+        b.position_at_end(bb_edge)
+        b.branch(tail)
+        b.position_at_end(tail)  # scalar: edge panels, and the k tail of rowmajor
+        k0 = b.phi(I64, name="k0")
+        k0.add_incoming(kw, row_end)
+        k0.add_incoming(_i64(0), bb_edge)
+        with _for_range(b, k0, kc, _i64(1), "ke") as k:
+            col = e.gep(b, s, b.mul(k, cs))
+            drow = e.gep(b, d, b.mul(k, _i64(MR)))
+            with _for_range(b, _i64(0), mr, _i64(1), "i") as i:
+                e.store(b, e.load(b, col, b.mul(i, rs)), drow, i)
+            with _for_range(b, mr, _i64(MR), _i64(1), "iz") as i:
+                e.store(b, e.zero, drow, i)
+        b.branch(done)
+        b.position_at_end(done)
+    b.ret_void()
+    return fn
+
+
+# --------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------
+
+def emit_gemm(module: ir.Module, name: str, dtype: str, vector_bits: int | None = None,
+              linkage: str = "external", **override) -> ir.Function:
+    """Emit `name` (the GEMM above) and `name_pack_bytes`; return the GEMM.
+
+    vector_bits defaults to the host (512 AVX-512F, 256 AVX2, 128 SSE2);
+    `override` replaces GemmConfig fields (mr, nv, kc, mc, nc, ku) for tuning.
+    """
+    cfg = gemm_config(dtype, vector_bits, **override)
+    e = _Emit(module, cfg)
+    T = e.T
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [
+        I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR]), name)
+    fn.linkage = linkage
+    fn.attributes.add("nounwind")
+    names = ("M", "N", "K", "A", "rsa", "csa", "B", "rsb", "csb", "C", "ldc", "accumulate", "pack")
+    for a, nm in zip(fn.args, names):
+        a.name = nm
+    M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, pack = fn.args
+
+    # i64 name_pack_bytes(M, N, K): the same formula as gemm_pack_bytes
+    pb_fn = ir.Function(module, ir.FunctionType(I64, [I64, I64, I64]), f"{name}_pack_bytes")
+    pb_fn.linkage = linkage
+    bb = ir.IRBuilder(pb_fn.append_basic_block("entry"))
+    pm, pn, pk = pb_fn.args
+    small = bb.icmp_signed("<=", bb.select(bb.icmp_signed("<", pm, pn), pm, pn), _i64(0))
+    small = bb.or_(small, bb.icmp_signed("<=", pk, _i64(0)))
+    with bb.if_then(small, likely=False):
+        bb.ret(_i64(0))
+    bb.ret(_pack_layout(_IrInt(bb), cfg, pm, pn, pk)[1])
+
+    pack_a = _emit_pack_a(e, f"{name}.pack_a")
+    pack_b = _emit_pack_b(e, f"{name}.pack_b")
+    NV, NR, MR, W = cfg.nv, cfg.nr, cfg.mr, e.W
+    ukernels = {nv: _emit_ukernel(e, f"{name}.ukernel{nv}", nv) for nv in range(1, NV + 1)}
+
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    empty = b.or_(b.icmp_signed("<=", M, _i64(0)), b.icmp_signed("<=", N, _i64(0)))
+    with b.if_then(empty, likely=False):
+        b.ret_void()
+    acc = b.icmp_signed("!=", accumulate, ir.Constant(I32, 0))
+    with b.if_then(b.icmp_signed("<=", K, _i64(0)), likely=False):
+        # empty sum: C = 0 (overwrite) or unchanged (accumulate)
+        with b.if_then(b.not_(acc)):
+            with _for_range(b, _i64(0), M, _i64(1), "zi") as i:
+                row = e.gep(b, C, b.mul(i, ldc))
+                with _for_range(b, _i64(0), N, _i64(1), "zj") as j:
+                    e.store(b, e.zero, row, j)
+        b.ret_void()
+
+    o = _IrInt(b)
+    kcb, mcb, _ = _blocking(o, cfg, M, N, K)
+    a_off, _ = _pack_layout(o, cfg, M, N, K)
+    Bp = pack
+    Ap = e.gep(b, pack, a_off)
+    with _for_range(b, _i64(0), N, _i64(cfg.nc), "jc") as jc:
+        nc = o.min(o.sub(N, jc), _i64(cfg.nc))
+        with _for_range(b, _i64(0), K, kcb, "pc") as pc:
+            kc = o.min(o.sub(K, pc), kcb)
+            beta = b.or_(acc, b.icmp_signed(">", pc, _i64(0)))  # later K blocks add
+            b.call(pack_b, [kc, nc, e.gep(b, B, o.add(o.mul(pc, rsb), o.mul(jc, csb))),
+                            rsb, csb, Bp])
+            with _for_range(b, _i64(0), M, mcb, "ic") as ic:
+                mc = o.min(o.sub(M, ic), mcb)
+                b.call(pack_a, [mc, kc, e.gep(b, A, o.add(o.mul(ic, rsa), o.mul(pc, csa))),
+                                rsa, csa, Ap])
+                cblk = e.gep(b, C, o.add(o.mul(ic, ldc), jc))
+                with _for_range(b, _i64(0), nc, _i64(NR), "jr") as jr:
+                    nr = o.min(o.sub(nc, jr), _i64(NR))
+                    bpanel = e.gep(b, Bp, o.mul(jr, kc))
+                    cpanel = e.gep(b, cblk, jr)
+                    nvec = b.sdiv(b.add(nr, _i64(W - 1)), _i64(W))
+                    after = b.append_basic_block("nv.end")
+                    sw = b.switch(nvec, after)
+                    for nv, uk in ukernels.items():
+                        case = b.append_basic_block(f"nv{nv}")
+                        sw.add_case(_i64(nv), case)
+                        b.position_at_end(case)
+                        with _for_range(b, _i64(0), mc, _i64(MR), f"ir{nv}") as ir_:
+                            mr = o.min(o.sub(mc, ir_), _i64(MR))
+                            b.call(uk, [kc, e.gep(b, Ap, o.mul(ir_, kc)), bpanel,
+                                        e.gep(b, cpanel, o.mul(ir_, ldc)), ldc, mr, nr, beta])
+                        b.branch(after)
+                    b.position_at_end(after)
+    b.ret_void()
+    return fn

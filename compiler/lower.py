@@ -1,0 +1,304 @@
+"""Lowering: AST -> typed IR.
+
+Resolves names, inlines `def`s, turns literals into constants of the other
+operand's dtype, makes broadcasting explicit and checks every shape and dtype
+rule symbolically, reporting each mistake at the token that caused it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from chainrule.compiler import ops
+from chainrule.compiler.builtins import BUILTINS, CONSTANTS, RESERVED, ArgError
+from chainrule.compiler.ir import Node, TensorType, make
+from chainrule.compiler.indexing import lower_index
+from chainrule.compiler.program import ArgInfo, Constraint, Program
+from chainrule.compiler.shapes import ShapeError, Size, Sym, sym
+from chainrule.grammar import ast
+from chainrule.grammar.source import CompileError, Source, Span
+
+_BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow"}
+_COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
+
+
+class _Lowerer:
+    def __init__(self, module: ast.Module, source: Source, dtype: str | None):
+        self.source = source
+        self.dtype_override = dtype
+        self.dims: dict[str, int | None] = {}
+        self.scope: dict[str, Any] = {}  # name -> Node | float | Size (dims)
+        self.bound_at: dict[str, Span] = {}
+        self.defs: dict[str, ast.Def] = {}
+        self.args: list[ArgInfo] = []
+        self.arg_nodes: dict[str, Node] = {}
+        self.names: dict[Node, str] = {}
+        self.constraints: list[Constraint] = []
+        self.outputs: list[tuple[str, Node]] | None = None
+        self.later = {s.target.id: s.span for s in module.statements if isinstance(s, ast.Assign)}
+        self.later.update({s.name.id: s.span for s in module.statements if isinstance(s, ast.Def)})
+        self.call_depth = 0
+
+    # ------------------------------------------------------------ statements
+    def run(self, module: ast.Module) -> Program:
+        for stmt in module.statements:
+            getattr(self, "stmt_" + type(stmt).__name__)(stmt)
+        if self.outputs is None:
+            last = module.statements[-1].span if module.statements else Span(1, 1, 1, 1)
+            raise CompileError("the program has no 'output' statement", last)
+        return Program(self.source, self.dims, tuple(self.args), self.arg_nodes,
+                       tuple(self.outputs), self.names, tuple(self.constraints))
+
+    def bind(self, name: ast.Name, value: Any) -> None:
+        if name.id in RESERVED:
+            raise CompileError(f"'{name.id}' is a builtin and cannot be rebound", name.span)
+        if name.id in self.bound_at or name.id in self.defs:
+            first = self.bound_at.get(name.id) or self.defs[name.id].span
+            raise CompileError(f"'{name.id}' is already bound (line {first.line}); "
+                               "each name is bound once", name.span)
+        self.bound_at[name.id] = name.span
+        self.scope[name.id] = value
+
+    def stmt_DimDecl(self, stmt: ast.DimDecl) -> None:
+        for item in stmt.items:
+            self.bind(item.name, item.value if item.value is not None else sym(item.name.id))
+            self.dims[item.name.id] = item.value
+
+    def stmt_ArgDecl(self, stmt: ast.ArgDecl) -> None:
+        type_ = self.resolve_type(stmt.type)
+        for name in stmt.names:
+            node = make("arg", name=name.id, kind=stmt.kind, dtype=type_.dtype, shape=type_.shape)
+            self.bind(name, node)
+            self.args.append(ArgInfo(name.id, stmt.kind, type_, name.span))
+            self.arg_nodes[name.id] = node
+            self.names[node] = name.id
+
+    def resolve_type(self, spec: ast.TypeSpec | None) -> TensorType:
+        dtype = (spec.dtype if spec else None) or "f64"
+        shape: list[Size] = []
+        for item in (spec.shape or ()) if spec else ():
+            if isinstance(item, int):
+                shape.append(item)
+                continue
+            if self.dims.get(item.id, "missing") == "missing":
+                raise CompileError(f"unknown dim '{item.id}'; declare it with 'dim {item.id}'",
+                                   item.span)
+            value = self.dims[item.id]
+            shape.append(value if value is not None else sym(item.id))
+        return TensorType(self.dtype_override or dtype, tuple(shape))
+
+    def stmt_Assign(self, stmt: ast.Assign) -> None:
+        value = self.expr(stmt.value)
+        if isinstance(value, Node) and value.op != "arg" and value not in self.names:
+            self.names[value] = stmt.target.id
+        self.bind(stmt.target, value)
+
+    def stmt_Def(self, stmt: ast.Def) -> None:
+        if stmt.name.id in RESERVED:
+            raise CompileError(f"'{stmt.name.id}' is a builtin and cannot be redefined", stmt.name.span)
+        if stmt.name.id in self.bound_at or stmt.name.id in self.defs:
+            raise CompileError(f"'{stmt.name.id}' is already bound", stmt.name.span)
+        seen = set()
+        for p in stmt.params:
+            if p.id in seen:
+                raise CompileError(f"parameter '{p.id}' is repeated", p.span)
+            if p.id in RESERVED:
+                raise CompileError(f"'{p.id}' is a builtin and cannot be a parameter name", p.span)
+            seen.add(p.id)
+        self.check_def_body(stmt, stmt.body, seen)
+        self.defs[stmt.name.id] = stmt
+
+    def check_def_body(self, d: ast.Def, e: Any, params: set[str]) -> None:
+        """Resolve the body's names now, so mistakes are found even if `d` is never called."""
+        stack = [e]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.Name) and node.id not in params:
+                self.lookup(node)
+            elif isinstance(node, ast.Call):
+                if node.func == d.name.id:
+                    raise CompileError(f"'{d.name.id}' calls itself; recursion is not allowed",
+                                       node.func_span)
+                if node.func not in BUILTINS and node.func not in self.defs:
+                    self.unknown_function(node)
+                stack.extend(node.args)
+                stack.extend(k.value for k in node.kwargs)
+            elif hasattr(node, "__dataclass_fields__"):
+                for f in node.__dataclass_fields__:
+                    child = getattr(node, f)
+                    if isinstance(child, tuple):
+                        stack.extend(c for c in child if hasattr(c, "__dataclass_fields__"))
+                    elif hasattr(child, "__dataclass_fields__") and not isinstance(child, Span):
+                        stack.append(child)
+
+    def stmt_Output(self, stmt: ast.Output) -> None:
+        if self.outputs is not None:
+            raise CompileError("only one 'output' statement is allowed", stmt.span)
+        outputs = []
+        for i, name in enumerate(stmt.names):
+            value = self.lookup(name)
+            if isinstance(value, float):
+                value = ops.const(value, self.dtype_override or "f64")
+            if not isinstance(value, Node):
+                raise CompileError(f"'{name.id}' is a dim, not a value", name.span)
+            if value.dtype == "bool":
+                raise CompileError(f"'{name.id}' is a mask (a comparison); outputs must be values",
+                                   name.span)
+            if i == 0 and value.shape != ():
+                raise CompileError(
+                    f"the first output '{name.id}' must be a scalar (its gradient is taken), "
+                    f"but it has shape {value.type}; reduce it, e.g. with sum() or mean()",
+                    name.span)
+            outputs.append((name.id, value))
+        self.outputs = outputs
+
+    # ------------------------------------------------------------ expressions
+    def lookup(self, name: ast.Name) -> Any:
+        if name.id in self.scope:
+            return self.scope[name.id]
+        if name.id in CONSTANTS:
+            return CONSTANTS[name.id]
+        if name.id in BUILTINS or name.id in self.defs:
+            raise CompileError(f"'{name.id}' is a function; call it with arguments", name.span)
+        if name.id in self.later:
+            raise CompileError(f"'{name.id}' is used before it is bound (line "
+                               f"{self.later[name.id].line})", name.span)
+        raise CompileError(f"unknown name '{name.id}'", name.span)
+
+    def unknown_function(self, call: ast.Call) -> None:
+        if call.func in self.later or call.func in self.scope:
+            raise CompileError(f"'{call.func}' is not a function", call.func_span)
+        raise CompileError(f"unknown function '{call.func}'", call.func_span)
+
+    def expr(self, e: Any) -> Any:
+        return getattr(self, "expr_" + type(e).__name__)(e)
+
+    def value(self, e: Any) -> Node | float:
+        """An expression used as an operand: a tensor or a number, never a mask or a list."""
+        v = self.expr(e)
+        if isinstance(v, Node) and v.dtype == "bool":
+            raise CompileError("a comparison gives a mask, usable only as where's first argument",
+                               e.span)
+        if isinstance(v, int):  # a constant dim used as a number
+            return float(v)
+        if isinstance(v, (Node, float)) and not isinstance(v, bool):
+            return v
+        what = {list: "a list", tuple: "a tuple", bool: "a boolean", Sym: "a symbolic dim"}
+        raise CompileError(f"expected a value here, got {what.get(type(v), 'something else')}",
+                           e.span)
+
+    def expr_Number(self, e: ast.Number) -> float:
+        return float(e.value)
+
+    def expr_Bool(self, e: ast.Bool) -> bool:
+        return e.value
+
+    def expr_Name(self, e: ast.Name) -> Any:
+        return self.lookup(e)
+
+    def expr_ListExpr(self, e: ast.ListExpr) -> list:
+        return [self.expr(i) for i in e.items]
+
+    def expr_TupleExpr(self, e: ast.TupleExpr) -> tuple:
+        return tuple(self.expr(i) for i in e.items)
+
+    def expr_Neg(self, e: ast.Neg) -> Node | float:
+        v = self.value(e.operand)
+        return -v if isinstance(v, float) else self.located(e.span, ops.neg, v)
+
+    def expr_BinOp(self, e: ast.BinOp) -> Node | float:
+        a, b = self.value(e.left), self.value(e.right)
+        if e.op == "@":
+            from chainrule.compiler.indexing import matmul
+            return self.located(e.span, matmul, a, b)
+        op = _BINARY[e.op]
+        if isinstance(a, float) and isinstance(b, float):
+            from chainrule.compiler.builtins import _fold
+            return _fold(op, a, b)
+        return self.located(e.span, ops.apply, op, a, b)
+
+    def expr_Compare(self, e: ast.Compare) -> Node:
+        a, b = self.value(e.left), self.value(e.right)
+        if isinstance(a, float) and isinstance(b, float):
+            a = ops.const(a, self.dtype_override or "f64")
+        return self.located(e.span, ops.compare, _COMPARE[e.op], a, b)
+
+    def expr_Transpose(self, e: ast.Transpose) -> Node:
+        v = self.value(e.value)
+        return v if isinstance(v, float) else ops.transpose(v)
+
+    def expr_Index(self, e: ast.Index) -> Node:
+        v = self.value(e.value)
+        if isinstance(v, float):
+            raise CompileError("a number cannot be indexed", e.value.span)
+        return lower_index(self, v, e)
+
+    def expr_Call(self, e: ast.Call) -> Any:
+        if e.func in self.defs:
+            return self.inline(e)
+        if e.func not in BUILTINS:
+            self.unknown_function(e)
+        spec = BUILTINS[e.func]
+        lo, hi = spec.nargs
+        if not lo <= len(e.args) <= hi:
+            want = f"{lo}" if lo == hi else f"{lo} to {hi}"
+            raise CompileError(f"{e.func}() takes {want} argument{'s' * (hi != 1)}, "
+                               f"got {len(e.args)}", e.func_span)
+        kwargs, kw_spans = {}, {}
+        for kw in e.kwargs:
+            if kw.name not in spec.keywords:
+                allowed = ", ".join(spec.keywords) or "none"
+                raise CompileError(f"{e.func}() has no keyword '{kw.name}' (it takes: {allowed})",
+                                   kw.span)
+            if kw.name in kwargs:
+                raise CompileError(f"keyword '{kw.name}' given twice", kw.span)
+            kwargs[kw.name], kw_spans[kw.name] = self.expr(kw.value), kw.value.span
+        args = [self.expr(a) for a in e.args]
+        lower = spec.lower
+        if self.dtype_override and e.func in ("f32", "f64"):
+            lower = BUILTINS[self.dtype_override].lower
+        try:
+            return lower(args, kwargs)
+        except ArgError as err:
+            span = e.span
+            if isinstance(err.index, int) and err.index < len(e.args):
+                span = e.args[err.index].span
+            elif isinstance(err.index, str):
+                span = kw_spans.get(err.index, span)
+            raise CompileError(str(err), span) from None
+        except ShapeError as err:
+            raise CompileError(f"{e.func}(): {err}", e.span) from None
+
+    def inline(self, e: ast.Call) -> Any:
+        d = self.defs[e.func]
+        if e.kwargs:
+            raise CompileError(f"{e.func}() takes no keyword arguments", e.kwargs[0].span)
+        if len(e.args) != len(d.params):
+            raise CompileError(f"{e.func}() takes {len(d.params)} argument"
+                               f"{'s' * (len(d.params) != 1)}, got {len(e.args)}", e.func_span)
+        values = [self.expr(a) for a in e.args]
+        saved = self.scope
+        self.scope = {**saved, **{p.id: v for p, v in zip(d.params, values)}}
+        try:
+            return self.expr(d.body)
+        finally:
+            self.scope = saved
+
+    def located(self, span: Span, fn, *args) -> Any:
+        """Run a node constructor; a broken shape rule becomes an error at `span`."""
+        try:
+            return fn(*args)
+        except ShapeError as err:
+            raise CompileError(str(err), span) from None
+
+    def require_at_runtime(self, size: Size, minimum: int, reason: str) -> None:
+        if isinstance(size, int):
+            return
+        self.constraints.append(Constraint(size, minimum, reason))
+
+
+def lower(module: ast.Module, source: Source, dtype: str | None = None) -> Program:
+    """Lower a parsed module to a typed Program; `dtype` overrides every declared dtype."""
+    try:
+        return _Lowerer(module, source, dtype).run(module)
+    except CompileError as err:
+        raise err.with_source(source)

@@ -1,0 +1,3 @@
+"""The primitive registry, populated by importing each family."""
+from chainrule.compiler.primitives import (elementwise, layout, linalg,  # noqa: F401
+                                           reductions, sources)

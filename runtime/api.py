@@ -1,0 +1,128 @@
+"""The Python API: `compile`, `compile_file` and the `Function` they return."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from chainrule.compiler.pipeline import build_program
+from chainrule.compiler.program import ArgInfo, Program
+from chainrule.grammar.source import Source
+from chainrule.runtime import arguments
+
+BACKENDS = ("numpy", "llvm")
+DEFAULT_BACKEND = "numpy"
+
+
+class Function:
+    """A compiled program: call `value`, `grad` or `value_and_grad` with its arguments.
+
+    Arguments go by keyword or by position in declaration order; Python numbers
+    and sequences are accepted where arrays are. Symbolic dims are bound from
+    the arrays' shapes and checked for consistency.
+    """
+
+    def __init__(self, program: Program, backend: str):
+        self.program = program
+        self.backend_name = backend
+        self._backend = _make_backend(program, backend)
+
+    # ------------------------------------------------------------ introspection
+    @property
+    def name(self) -> str:
+        return os.path.splitext(os.path.basename(self.program.source.filename))[0]
+
+    @property
+    def args(self) -> tuple[ArgInfo, ...]:
+        return self.program.args
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        return {a.name: str(a.type) for a in self.program.inputs}
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {a.name: str(a.type) for a in self.program.params}
+
+    @property
+    def wrt(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.program.grads)
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return {n: str(v.type) for n, v in self.program.outputs}
+
+    @property
+    def dims(self) -> dict[str, int | None]:
+        return dict(self.program.dims)
+
+    def __repr__(self) -> str:
+        sig = ", ".join(f"{a.name}: {a.type}" for a in self.program.args)
+        outs = ", ".join(self.outputs)
+        return f"<chainrule.Function {self.name}({sig}) -> {outs} [{self.backend_name}]>"
+
+    # ------------------------------------------------------------------- calls
+    def _prepare(self, positional: tuple, keywords: dict) -> tuple[dict, dict]:
+        given = arguments.collect(self.program.args, positional, keywords)
+        arrays = {a.name: arguments.convert(a, given[a.name]) for a in self.program.args}
+        dims = arguments.bind(self.program.args, arrays, self.program.constraints)
+        return arrays, dims
+
+    def _result(self, outputs: list) -> Any:
+        values = tuple(_scalar_or_array(v) for v in outputs)
+        return values[0] if len(values) == 1 else values
+
+    def value(self, *args: Any, **kwargs: Any) -> Any:
+        """The outputs (a tuple when the program has several)."""
+        arrays, dims = self._prepare(args, kwargs)
+        outputs, _ = self._backend.run(arrays, dims, with_grad=False)
+        return self._result(outputs)
+
+    def grad(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
+        """d(first output)/d(param) for every param (or every `wrt` param)."""
+        return self.value_and_grad(*args, **kwargs)[1]
+
+    def value_and_grad(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, np.ndarray]]:
+        arrays, dims = self._prepare(args, kwargs)
+        outputs, grads = self._backend.run(arrays, dims, with_grad=True)
+        return self._result(outputs), {n: _scalar_or_array(g) for n, g in zip(self.wrt, grads)}
+
+    __call__ = value
+
+
+def _scalar_or_array(v: np.ndarray) -> Any:
+    return v[()] if v.ndim == 0 else v
+
+
+def _make_backend(program: Program, backend: str):
+    if backend == "numpy":
+        from chainrule.runtime.numpy_backend import NumpyBackend
+        return NumpyBackend(program)
+    if backend == "llvm":
+        from chainrule.runtime.llvm_backend import LLVMBackend
+        return LLVMBackend(program)
+    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def compile(source: str, *, backend: str | None = None, wrt: Any = None,
+            filename: str = "<string>", dtype: str | None = None) -> Function:
+    """Compile `.expr` source text. Raises `CompileError` with `.line` and `.column`.
+
+    `wrt` narrows the gradient to some params (a name or a sequence of names);
+    `dtype` ("f32"/"f64") overrides every declared dtype.
+    """
+    backend = backend or DEFAULT_BACKEND
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if isinstance(wrt, str):
+        wrt = (wrt,)
+    program = build_program(Source(source, filename), wrt=None if wrt is None else tuple(wrt),
+                            dtype=dtype)
+    return Function(program, backend)
+
+
+def compile_file(path: str | os.PathLike, **options: Any) -> Function:
+    """Compile a `.expr` file; errors name the file."""
+    from chainrule.runtime.files import read_source
+    return compile(read_source(path), filename=os.fspath(path), **options)

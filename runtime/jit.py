@@ -1,0 +1,385 @@
+"""The JIT: target machine, optimisation pipeline, execution engine, caches.
+
+This is the only module that knows about them (STYLE.md, convention 8), so a
+change of LLVM version or pipeline touches one file.
+
+Every compiled module takes the same road: optimise the IR, emit an object
+file with ``TargetMachine.emit_object``, and load that object into a fresh
+MCJIT engine with ``add_object_file``.  A disk-cache hit skips the first two
+steps, so code loaded from the cache is byte-for-byte the code a build would
+have produced.
+
+Thread-safety: LLVM's global context and MCJIT are not safe to drive from
+several threads at once, so every LLVM step runs under one process-wide lock;
+the resulting machine code is immutable, and its addresses may be called from
+any number of threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import importlib.metadata
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+import warnings
+
+import llvmlite
+import llvmlite.binding as llvm
+
+from .cache import ObjectCache, default_cache
+
+__all__ = [
+    "CompiledModule",
+    "compile_ir",
+    "optimize",
+    "target_machine",
+    "host_cpu",
+    "known_cpus",
+    "has_libmvec",
+    "capi_resolvable",
+    "cache_key",
+    "clear_memory_cache",
+    "stats",
+]
+
+# Bump when anything here changes the emitted code (pipeline, code model, ...)
+# so that stale disk entries are never reused.
+PIPELINE_ID = "chainrule-jit/v1:O3+loop-vec+slp-vec:reloc=pic:codemodel=jitdefault:mcjit-object"
+
+#: Where compiled modules came from in this process; tests read the deltas.
+stats: dict[str, int] = {"memory_hits": 0, "disk_hits": 0, "builds": 0}
+
+_llvm_lock = threading.RLock()   # serialises every LLVM call (global context)
+_memo_lock = threading.Lock()    # guards `_memo` and `stats`
+_memo: dict[str, "CompiledModule"] = {}
+
+_CAPI_PROBE = "PyFloat_FromDouble"
+_DECLARE_RE = re.compile(r'^declare\b[^@\n]*@"?([A-Za-z_.$][\w.$]*)"?\s*\(', re.MULTILINE)
+
+
+# -- process set-up ----------------------------------------------------------
+
+@functools.cache
+def _process_setup() -> tuple[bool, bool]:
+    """Initialise the native target once; returns (capi_ok, libmvec_ok).
+
+    LLVM makes the running process's symbols searchable when the first MCJIT
+    engine is created (``LoadLibraryPermanently(nullptr)``), so a throwaway
+    engine is built here; afterwards the CPython C API resolves like any other
+    external symbol, which JIT wrappers that unpack argument tuples rely on.
+    """
+    with _llvm_lock:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        llvm.initialize_native_asmparser()
+        probe = llvm.parse_assembly("")
+        engine = llvm.create_mcjit_compiler(probe, _raw_target_machine(*host_cpu(), jit=True))
+        del engine
+        expected = ctypes.cast(getattr(ctypes.pythonapi, _CAPI_PROBE), ctypes.c_void_p).value
+        capi_ok = llvm.address_of_symbol(_CAPI_PROBE) == expected
+        if not capi_ok:
+            warnings.warn("chainrule: the CPython C API is not visible to LLVM; "
+                          "declared C-API functions will be bound one by one", RuntimeWarning)
+        try:
+            # glibc's vector math (e.g. _ZGVdN4v_exp); optional.
+            llvm.load_library_permanently("libmvec.so.1")
+            mvec_ok = llvm.address_of_symbol("_ZGVdN4v_exp") is not None
+        except RuntimeError:
+            mvec_ok = False
+    return capi_ok, mvec_ok
+
+
+def capi_resolvable() -> bool:
+    """Whether JIT code can call CPython C-API functions by name."""
+    return _process_setup()[0]
+
+
+def has_libmvec() -> bool:
+    """Whether glibc's libmvec was loaded, so `_ZGV*` vector math links."""
+    return _process_setup()[1]
+
+
+def _bind_declared_symbols(llvm_ir: str) -> None:
+    """Fallback when the process is not searchable: bind C-API names explicitly."""
+    for name in _DECLARE_RE.findall(llvm_ir):
+        if llvm.address_of_symbol(name) is None:
+            fn = getattr(ctypes.pythonapi, name, None)
+            if fn is not None:
+                llvm.add_symbol(name, ctypes.cast(fn, ctypes.c_void_p).value)
+
+
+# -- target machines ---------------------------------------------------------
+
+@functools.cache
+def host_cpu() -> tuple[str, str]:
+    """(cpu name, feature string) of this machine, as LLVM sees it."""
+    _init_native()
+    return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+
+
+@functools.cache
+def _init_native() -> None:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+
+
+@functools.cache
+def known_cpus() -> frozenset[str]:
+    """CPU names LLVM accepts for the host triple.
+
+    llvmlite has no API for this, and an unknown name is only a warning on
+    stderr at target-machine creation followed by a fatal LLVM error (process
+    abort) at code generation, so validating up front is essential.  LLVM
+    prints the list when asked for cpu ``help``; stderr (fd 2) is captured for
+    that one call.
+    """
+    _init_native()
+    target = llvm.Target.from_default_triple()
+    with _llvm_lock, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            target.create_target_machine(cpu="help", features="", opt=0)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        text = sink.read().decode("utf-8", "replace")
+    names: set[str] = set()
+    in_cpus = False
+    for line in text.splitlines():
+        if line.startswith("Available CPUs"):
+            in_cpus = True
+        elif line.startswith("Available features"):
+            break
+        elif in_cpus and line.strip():
+            names.add(line.split()[0])
+    return frozenset(names)
+
+
+def _resolve_cpu(cpu: str) -> tuple[str, str]:
+    """Map "native"/"generic"/an LLVM cpu name to (cpu, features)."""
+    if cpu == "native":
+        return host_cpu()
+    if cpu == "generic":
+        # The architecture baseline: x86-64 without AVX etc.
+        arch = llvm.get_process_triple().split("-", 1)[0]
+        return ("x86-64" if arch in ("x86_64", "amd64") else "generic"), ""
+    known = known_cpus()
+    if known and cpu not in known:
+        sample = ", ".join(sorted(known)[:12])
+        raise ValueError(
+            f"unknown CPU {cpu!r} for target {llvm.get_process_triple()}; use 'native', "
+            f"'generic' or an LLVM CPU name (e.g. {sample}, ...; {len(known)} known)")
+    return cpu, ""
+
+
+def _raw_target_machine(cpu: str, features: str, *, jit: bool) -> llvm.TargetMachine:
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic",
+                                        codemodel="jitdefault", jit=jit)
+
+
+def target_machine(cpu: str = "native", *, jit: bool) -> llvm.TargetMachine:
+    """A fresh target machine (opt=3, PIC).
+
+    Always fresh: MCJIT takes ownership of the machine it is given, and reusing
+    one after its engine closed crashed the process.
+    """
+    _init_native()
+    name, features = _resolve_cpu(cpu)
+    return _raw_target_machine(name, features, jit=jit)
+
+
+# -- optimisation ------------------------------------------------------------
+
+def optimize(llvm_ir: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
+    """Parse, verify and run the O3 pipeline with loop and SLP vectorisation.
+
+    The module gets `tm`'s triple and data layout first, or the vectoriser's
+    cost model would not know the vector width.  The vectoriser flags must be
+    set before `create_pass_builder`, which copies the tuning options.
+    """
+    with _llvm_lock:
+        module = llvm.parse_assembly(llvm_ir)
+        module.triple = tm.triple
+        module.data_layout = str(tm.target_data)
+        module.verify()
+        pto = llvm.create_pipeline_tuning_options(speed_level=3)
+        pto.loop_vectorization = True
+        pto.slp_vectorization = True
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(module, pb)
+        return module
+
+
+# -- compiled modules --------------------------------------------------------
+
+class CompiledModule:
+    """Machine code loaded into an MCJIT engine, kept alive by this object.
+
+    Addresses stay valid as long as the instance lives; hold on to it while
+    any function pointer derived from it may be called.
+    """
+
+    def __init__(self, engine: llvm.ExecutionEngine, *, key: str, source: str,
+                 optimized_ir: str | None) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._addresses: dict[str, int] = {}
+        self.key = key
+        self.source = source          # "build" or "disk"
+        self._optimized_ir = optimized_ir
+
+    def __repr__(self) -> str:
+        return f"<CompiledModule {self.key[:12]} from {self.source}>"
+
+    @property
+    def optimized_ir(self) -> str:
+        """The optimised LLVM IR the machine code was generated from."""
+        if self._optimized_ir is None:
+            raise AttributeError("optimised IR was not recorded for this module")
+        return self._optimized_ir
+
+    def address(self, symbol: str) -> int:
+        """Address of a function or global; KeyError if the module lacks it."""
+        with self._lock:
+            addr = self._addresses.get(symbol)
+            if addr is None:
+                with _llvm_lock:
+                    addr = (self._engine.get_function_address(symbol)
+                            or self._engine.get_global_value_address(symbol))
+                if not addr:
+                    raise KeyError(f"symbol {symbol!r} not found in compiled module {self.key[:12]}")
+                self._addresses[symbol] = addr
+            return addr
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("chainrule")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def cache_key(llvm_ir: str, key_parts: tuple[str, ...], cpu: str = "native") -> str:
+    """sha256 over everything that determines the machine code.
+
+    Each field is length-prefixed so that no two field lists collide.
+    """
+    name, features = _resolve_cpu(cpu)
+    fields = [
+        PIPELINE_ID,
+        *key_parts,
+        f"cpu={name}:{features}",
+        llvm_ir,
+        _package_version(),
+        llvmlite.__version__,
+        ".".join(map(str, llvm.llvm_version_info)),
+        llvm.get_process_triple(),
+        *host_cpu(),
+    ]
+    h = hashlib.sha256()
+    h.update(len(key_parts).to_bytes(4, "little"))
+    for field in fields:
+        data = field.encode("utf-8")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def _log(event: str, key: str, detail: str = "") -> None:
+    if os.environ.get("CHAINRULE_JIT_LOG", "") not in ("", "0"):
+        print(f"chainrule.jit: {event} {key[:16]}{detail}", file=sys.stderr, flush=True)
+
+
+def _load_object(obj: bytes, cpu: str, ir_for_symbols: str | None) -> llvm.ExecutionEngine:
+    """A fresh MCJIT engine over an empty module, with `obj` linked in."""
+    capi_ok, _ = _process_setup()
+    if not capi_ok and ir_for_symbols:
+        _bind_declared_symbols(ir_for_symbols)
+    tm = target_machine(cpu, jit=True)
+    empty = llvm.parse_assembly("")
+    empty.triple = tm.triple
+    empty.data_layout = str(tm.target_data)
+    engine = llvm.create_mcjit_compiler(empty, tm)  # takes ownership of both
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    return engine
+
+
+_DEFAULT: object = object()
+
+
+def compile_ir(llvm_ir: str, *, key_parts: tuple[str, ...],
+               cache: ObjectCache | None = _DEFAULT,  # type: ignore[assignment]
+               cpu: str = "native") -> CompiledModule:
+    """Compile LLVM IR text to machine code, reusing earlier work when possible.
+
+    Lookup order: this process's memo (free), the disk cache (loads an object,
+    no LLVM optimisation), then a full build whose object is stored on disk.
+    `key_parts` should name whatever produced the IR (e.g. the program hash
+    and codegen options); `cache=None` bypasses the disk.
+    """
+    _process_setup()
+    key = cache_key(llvm_ir, key_parts, cpu)
+    with _memo_lock:
+        hit = _memo.get(key)
+        if hit is not None:
+            stats["memory_hits"] += 1
+            return hit
+    disk = default_cache() if cache is _DEFAULT else cache
+    with _llvm_lock:
+        # Re-check: another thread may have built it while we waited.
+        with _memo_lock:
+            hit = _memo.get(key)
+            if hit is not None:
+                stats["memory_hits"] += 1
+                return hit
+        module = _from_disk(key, disk, cpu) if disk is not None else None
+        if module is None:
+            module = _build(key, llvm_ir, disk, cpu)
+        with _memo_lock:
+            _memo[key] = module
+        return module
+
+
+def _from_disk(key: str, disk: ObjectCache, cpu: str) -> CompiledModule | None:
+    entry = disk.get_entry(key)
+    if entry is None:
+        return None
+    obj, extra = entry
+    ir_text = extra.decode("utf-8", "replace")
+    engine = _load_object(obj, cpu, ir_text)
+    with _memo_lock:
+        stats["disk_hits"] += 1
+    _log("disk-hit", key, f" ({len(obj)} bytes)")
+    return CompiledModule(engine, key=key, source="disk", optimized_ir=ir_text)
+
+
+def _build(key: str, llvm_ir: str, disk: ObjectCache | None, cpu: str) -> CompiledModule:
+    start = time.perf_counter()
+    tm = target_machine(cpu, jit=True)
+    module = optimize(llvm_ir, tm)
+    optimized_ir = str(module)
+    obj = tm.emit_object(module)
+    if disk is not None:
+        disk.put(key, obj, optimized_ir.encode("utf-8"))
+    engine = _load_object(obj, cpu, optimized_ir)
+    with _memo_lock:
+        stats["builds"] += 1
+    _log("build", key, f" ({(time.perf_counter() - start) * 1e3:.1f} ms, {len(obj)} bytes)")
+    return CompiledModule(engine, key=key, source="build", optimized_ir=optimized_ir)
+
+
+def clear_memory_cache() -> None:
+    """Forget this process's memo (tests use it to reach the disk cache)."""
+    with _memo_lock:
+        _memo.clear()
