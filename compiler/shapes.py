@@ -8,6 +8,7 @@ Two symbolic sizes match only when their canonical forms are equal.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Union
 
@@ -114,6 +115,11 @@ def numel_key(shape: Shape) -> tuple[int, tuple[Sym, ...]]:
     for s in shape:
         if isinstance(s, int):
             const *= s
+        elif s.const == 0 and s.div == 1:
+            # a common factor moves into the constant: [3*B] holds as many as [3, B]
+            k = math.gcd(*(c for _, c in s.terms))
+            const *= k
+            syms.append(Sym(tuple((n, c // k) for n, c in s.terms)))
         else:
             syms.append(s)
     return (const if syms == [] or const != 0 else 0), tuple(sorted(syms, key=str))

@@ -27,9 +27,10 @@ _GRAMMAR = Path(__file__).with_name("expr.lark")
 
 def parse(text: str, filename: str = "<string>") -> ast.Module:
     """Parse a whole program; raise `CompileError` at the first syntax error."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse() needs the program as str, not {type(text).__name__}")
+    text = text.removeprefix("\ufeff")  # a byte order mark is not part of line 1
     source = Source(text, filename)
-    if text.startswith("\ufeff"):  # a UTF-8 byte order mark: blank it, keep columns
-        text = " " + text[1:]
     try:
         return _lark().parse(text)
     except UnexpectedInput as e:

@@ -159,7 +159,7 @@ def _token_error(tok: Token, accepts: set[str], ctx: _Context) -> CompileError:
         return CompileError(f"'{prev.value}' is a keyword and cannot be used as a name", _span(prev))
     if tok.type in _COMPARISONS and "PLUS" in accepts:  # `a < b` is complete; no second `<`
         return CompileError("comparisons cannot be chained", span)
-    if {"NAME", "NUMBER"} <= accepts and "PLUS" not in accepts and prev is not None:
+    if {"NAME", "NUMBER", "LPAR"} <= accepts and "PLUS" not in accepts and prev is not None:
         wanted = f"expected an expression after {_describe(prev)}"
         return CompileError(wanted if tok.type in _ENDS else f"{here}: {wanted}", span)
     if tok.type in CLOSERS and not ctx.open_brackets:

@@ -92,6 +92,7 @@ class GemmConfig:
     nc: int        # columns of a packed B block
     ku: int = 4    # unroll of the micro-kernel k loop
     use_fma: bool = True  # llvm.fma (target has FMA) vs llvm.fmuladd
+    orient: int = 0       # 0: pick C = AB or C^T = B^T A^T by cost; 1: AB; 2: B^T A^T
 
     @property
     def elem_bytes(self) -> int:
@@ -143,6 +144,7 @@ class _PyInt:
     def mul(self, a, b): return a * b
     def div(self, a, b): return a // b          # operands are non-negative
     def min(self, a, b): return min(a, b)
+    def max(self, a, b): return max(a, b)
     def select_pos(self, c, a, b): return a if c > 0 else b
 
 
@@ -156,6 +158,7 @@ class _IrInt:
     def mul(self, a, b): return self.b.mul(a, b, flags=["nsw"])
     def div(self, a, b): return self.b.sdiv(a, b)
     def min(self, a, b): return self.b.select(self.b.icmp_signed("<", a, b), a, b)
+    def max(self, a, b): return self.b.select(self.b.icmp_signed(">", a, b), a, b)
     def select_pos(self, c, a, b):
         return self.b.select(self.b.icmp_signed(">", c, self.const(0)), a, b)
 
@@ -182,15 +185,22 @@ def _blocking(o, cfg: GemmConfig, M, N, K):
     return kcb, mcb, ncp
 
 
-def _pack_layout(o, cfg: GemmConfig, M, N, K):
-    """(A-pack offset in elements, total bytes) of the scratch buffer."""
+def _pack_a_offset(o, cfg: GemmConfig, M, N, K):
+    """Element offset of the A pack: after the B pack, rounded up to 64 bytes."""
     kcb, mcb, ncp = _blocking(o, cfg, M, N, K)
     c = o.const
-    es = c(cfg.elem_bytes)
-    b_bytes = o.mul(o.mul(kcb, ncp), es)
-    a_off_bytes = o.mul(o.div(o.add(b_bytes, c(PACK_ALIGN - 1)), c(PACK_ALIGN)), c(PACK_ALIGN))
-    total = o.add(a_off_bytes, o.mul(o.mul(mcb, kcb), es))
-    return o.div(a_off_bytes, es), total
+    b_bytes = o.mul(o.mul(kcb, ncp), c(cfg.elem_bytes))
+    a_off = o.mul(o.div(o.add(b_bytes, c(PACK_ALIGN - 1)), c(PACK_ALIGN)), c(PACK_ALIGN))
+    return o.div(a_off, c(cfg.elem_bytes))
+
+
+def _pack_bytes(o, cfg: GemmConfig, M, N, K):
+    """Bytes for B pack + A pack, the larger of C = AB and C^T = B^T A^T."""
+    def one(M, N):
+        kcb, mcb, _ = _blocking(o, cfg, M, N, K)
+        a_elems = o.add(_pack_a_offset(o, cfg, M, N, K), o.mul(mcb, kcb))
+        return o.mul(a_elems, o.const(cfg.elem_bytes))
+    return o.max(one(M, N), one(N, M))
 
 
 def gemm_pack_bytes(dtype: str, M: int, N: int, K: int, vector_bits: int | None = None,
@@ -199,7 +209,7 @@ def gemm_pack_bytes(dtype: str, M: int, N: int, K: int, vector_bits: int | None 
     if min(M, N, K) <= 0:
         return 0
     cfg = gemm_config(dtype, vector_bits, **override)
-    return _pack_layout(_PyInt(), cfg, M, N, K)[1]
+    return _pack_bytes(_PyInt(), cfg, M, N, K)
 
 
 # --------------------------------------------------------------------------
@@ -320,14 +330,16 @@ class _Emit:
             h //= 2
         return rows
 
+    def prefix(self, b, v, count: int):
+        """Lanes 0..count-1 of vector v as a <count x T> vector."""
+        if count == self.W:
+            return v
+        return b.shuffle_vector(v, ir.Constant(self.V, ir.Undefined),
+                                ir.Constant(ir.VectorType(I32, count), list(range(count))))
+
     def store_prefix(self, b, v, p, count: int):
         """Store lanes 0..count-1 of vector v at p."""
-        if count == self.W:
-            self.vstore(b, v, p)
-            return
-        part = b.shuffle_vector(v, ir.Constant(self.V, ir.Undefined),
-                                ir.Constant(ir.VectorType(I32, count), list(range(count))))
-        b.store(part, p, align=self.cfg.elem_bytes)
+        b.store(self.prefix(b, v, count), p, align=self.cfg.elem_bytes)
 
     def lane_mask(self, b, first: int, count):
         """<W x i1>: lane l is on iff first + l < count."""
@@ -340,12 +352,13 @@ class _Emit:
 # micro-kernel
 # --------------------------------------------------------------------------
 
-def _emit_ukernel(e: _Emit, name: str, nv: int) -> ir.Function:
+def _emit_ukernel(e: _Emit, name: str, nv: int, tc: bool) -> ir.Function:
     """C[0:mr, 0:nr] (+)= sum_k Ap[k*MR + i] * Bp[k*NR + j] for one micro-tile.
 
     The k loop carries MR*nv vector accumulators as phis (unrolled ku times,
     then a remainder loop); nv < NV variants serve narrow right-edge panels
-    (N = 10 uses one vector instead of wasting NV-1 zero columns).
+    (N = 10 uses one vector instead of wasting NV-1 zero columns). With tc the
+    tile is written transposed (C^T = B^T A^T when the driver swaps operands).
     """
     cfg = e.cfg
     MR, NR, W = cfg.mr, cfg.nr, e.W
@@ -403,9 +416,18 @@ def _emit_ukernel(e: _Emit, name: str, nv: int) -> ir.Function:
     pa, pb, acc = kloop(nmain, pa, pb, acc, ku, "kmain")
     _, _, acc = kloop(rem, pa, pb, acc, 1, "krem")
 
-    # write-back: full tiles with plain vector ops, edge tiles masked by row/lane
+    if tc:
+        _writeback_transposed(e, b, acc, nv, pcc, ldc, mr, nr, beta)
+    else:
+        _writeback(e, b, acc, nv, pcc, ldc, mr, nr, beta)
+    return fn
+
+
+def _writeback(e: _Emit, b, acc, nv, c, ldc, mr, nr, beta):
+    """C[r*ldc + v*W + l] (+)= acc[r][v][l]: full tiles plain, edges masked."""
+    MR, W = e.cfg.mr, e.W
     full = b.and_(b.icmp_signed("==", mr, _i64(MR)), b.icmp_signed("==", nr, _i64(nv * W)))
-    rows = [e.gep(b, pcc, b.mul(ldc, _i64(r))) for r in range(MR)]
+    rows = [e.gep(b, c, b.mul(ldc, _i64(r))) for r in range(MR)]
     bb_full = b.append_basic_block("wb.full")
     bb_part = b.append_basic_block("wb.part")
     b.cbranch(full, bb_full, bb_part)
@@ -443,7 +465,64 @@ def _emit_ukernel(e: _Emit, name: str, nv: int) -> ir.Function:
     b.branch(done)
     b.position_at_end(done)
     b.ret_void()
-    return fn
+
+
+def _writeback_transposed(e: _Emit, b, acc, nv, c, ldc, mr, nr, beta):
+    """C[(v*W + l)*ldc + r] (+)= acc[r][v][l]  (the tile of C^T, for swapped operands).
+
+    Groups of W accumulator rows are transposed in registers so each store
+    writes up to W consecutive elements of one row of C.
+    """
+    MR, W = e.cfg.mr, e.W
+    undef = ir.Constant(e.V, ir.Undefined)
+    groups = []  # (r0, cnt, [transposed vector per v])
+    for r0 in range(0, MR, W):
+        cnt = min(W, MR - r0)
+        groups.append((r0, cnt, [e.transpose(b, [acc[r0 + r][v] if r < cnt else undef
+                                                  for r in range(W)]) for v in range(nv)]))
+    full = b.and_(b.icmp_signed("==", mr, _i64(MR)), b.icmp_signed("==", nr, _i64(nv * W)))
+    bb_full = b.append_basic_block("wbt.full")
+    bb_part = b.append_basic_block("wbt.part")
+    b.cbranch(full, bb_full, bb_part)
+
+    b.position_at_end(bb_full)
+    bb_add = b.append_basic_block("wbt.full.add")
+    bb_set = b.append_basic_block("wbt.full.set")
+    b.cbranch(beta, bb_add, bb_set)
+    for blk, with_c in ((bb_add, True), (bb_set, False)):
+        b.position_at_end(blk)
+        for r0, cnt, tv in groups:
+            VC = ir.VectorType(e.T, cnt)
+            for v in range(nv):
+                for l in range(W):
+                    p = e.gep(b, c, b.add(b.mul(ldc, _i64(v * W + l)), _i64(r0)))
+                    x = e.prefix(b, tv[v][l], cnt)
+                    if with_c:
+                        x = b.fadd(b.load(p, typ=VC, align=e.cfg.elem_bytes), x)
+                    b.store(x, p, align=e.cfg.elem_bytes)
+        b.ret_void()
+
+    b.position_at_end(bb_part)
+    done = b.append_basic_block("wbt.part.done")
+    bsplat = e.splat(b, beta, ir.VectorType(I1, W))
+    for r0, cnt, tv in groups:
+        smask = e.lane_mask(b, r0, mr)       # lanes are rows r0 + lane of the tile
+        lmask = b.and_(smask, bsplat)
+        gend = b.append_basic_block(f"wbt.part.g{r0}.end")
+        for v in range(nv):
+            for l in range(W):
+                if v or l:  # column v*W + l of the tile exists?
+                    nxt = b.append_basic_block(f"wbt.part.g{r0}.c{v * W + l}")
+                    b.cbranch(b.icmp_signed("<", _i64(v * W + l), nr), nxt, gend)
+                    b.position_at_end(nxt)
+                p = e.gep(b, c, b.add(b.mul(ldc, _i64(v * W + l)), _i64(r0)))
+                old = e.masked_load(b, p, lmask)
+                e.masked_store(b, b.fadd(old, tv[v][l]), p, smask)
+        b.branch(gend)
+        b.position_at_end(gend)
+    b.branch(done)
+    b.position_at_end(done)
+    b.ret_void()
 
 
 # --------------------------------------------------------------------------
@@ -608,16 +687,57 @@ def _emit_pack_a(e: _Emit, name: str) -> ir.Function:
 # driver
 # --------------------------------------------------------------------------
 
+def _kernel_cost(o, cfg: GemmConfig, M, N, K, transposed: bool):
+    """Estimated cycles (x6) of the micro-kernels for an M x N x K problem.
+
+    Per k step a tile with nv vectors costs max(MR*nv/2 FMA cycles, (MR+nv)/1.5
+    load cycles) (the narrow nv=1 tile is load-bound); per tile the write-back
+    costs ~MR*nv cycles, and a transposed one adds W*log2(W) shuffles per group.
+    """
+    MR, NR, NV, W = cfg.mr, cfg.nr, cfg.nv, cfg.lanes
+    groups = -(-MR // W)
+
+    def tile(nv):
+        if nv == 0:
+            return o.const(0)
+        per_k = max(3 * MR * nv, 4 * (MR + nv))
+        wb = 6 * MR * nv + (6 * nv * groups * W * (W.bit_length() - 1) if transposed else 0)
+        return o.add(o.mul(K, o.const(per_k)), o.const(wb))
+
+    c = o.const
+    tail_nv = o.div(o.add(o.sub(N, o.mul(o.div(N, c(NR)), c(NR))), c(W - 1)), c(W))
+    tail = tile(0)
+    for nv in range(1, NV):  # cost of the last, narrow panel
+        tail = o.select_pos(o.sub(tail_nv, c(nv - 1)), tile(nv), tail)
+    per_row_panel = o.add(o.mul(o.div(N, c(NR)), tile(NV)), tail)
+    return o.mul(o.div(o.add(M, c(MR - 1)), c(MR)), per_row_panel)
+
+
+def _emit_pack_bytes(module, name, linkage, cfg):
+    """i64 name_pack_bytes(M, N, K): the same formula as gemm_pack_bytes."""
+    fn = ir.Function(module, ir.FunctionType(I64, [I64, I64, I64]), f"{name}_pack_bytes")
+    fn.linkage = linkage
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    M, N, K = fn.args
+    for a, nm in zip(fn.args, "MNK"):
+        a.name = nm
+    small = b.icmp_signed("<=", _min(b, _min(b, M, N), K), _i64(0))
+    with b.if_then(small, likely=False):
+        b.ret(_i64(0))
+    b.ret(_pack_bytes(_IrInt(b), cfg, M, N, K))
+    return fn
+
+
 def emit_gemm(module: ir.Module, name: str, dtype: str, vector_bits: int | None = None,
               linkage: str = "external", **override) -> ir.Function:
     """Emit `name` (the GEMM above) and `name_pack_bytes`; return the GEMM.
 
     vector_bits defaults to the host (512 AVX-512F, 256 AVX2, 128 SSE2);
-    `override` replaces GemmConfig fields (mr, nv, kc, mc, nc, ku) for tuning.
+    `override` replaces GemmConfig fields (mr, nv, kc, mc, nc, ku, orient) for
+    tuning and tests; gemm_pack_bytes must then get the same overrides.
     """
     cfg = gemm_config(dtype, vector_bits, **override)
     e = _Emit(module, cfg)
-    T = e.T
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [
         I64, I64, I64, PTR, I64, I64, PTR, I64, I64, PTR, I64, I32, PTR]), name)
     fn.linkage = linkage
@@ -626,22 +746,12 @@ def emit_gemm(module: ir.Module, name: str, dtype: str, vector_bits: int | None 
     for a, nm in zip(fn.args, names):
         a.name = nm
     M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, pack = fn.args
-
-    # i64 name_pack_bytes(M, N, K): the same formula as gemm_pack_bytes
-    pb_fn = ir.Function(module, ir.FunctionType(I64, [I64, I64, I64]), f"{name}_pack_bytes")
-    pb_fn.linkage = linkage
-    bb = ir.IRBuilder(pb_fn.append_basic_block("entry"))
-    pm, pn, pk = pb_fn.args
-    small = bb.icmp_signed("<=", bb.select(bb.icmp_signed("<", pm, pn), pm, pn), _i64(0))
-    small = bb.or_(small, bb.icmp_signed("<=", pk, _i64(0)))
-    with bb.if_then(small, likely=False):
-        bb.ret(_i64(0))
-    bb.ret(_pack_layout(_IrInt(bb), cfg, pm, pn, pk)[1])
+    _emit_pack_bytes(module, name, linkage, cfg)
 
     pack_a = _emit_pack_a(e, f"{name}.pack_a")
     pack_b = _emit_pack_b(e, f"{name}.pack_b")
-    NV, NR, MR, W = cfg.nv, cfg.nr, cfg.mr, e.W
-    ukernels = {nv: _emit_ukernel(e, f"{name}.ukernel{nv}", nv) for nv in range(1, NV + 1)}
+    ukernels = {(nv, tc): _emit_ukernel(e, f"{name}.ukernel{nv}{'t' if tc else ''}", nv, tc)
+                for tc in (False, True) for nv in range(1, cfg.nv + 1)}
 
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     empty = b.or_(b.icmp_signed("<=", M, _i64(0)), b.icmp_signed("<=", N, _i64(0)))
@@ -657,11 +767,35 @@ def emit_gemm(module: ir.Module, name: str, dtype: str, vector_bits: int | None 
                     e.store(b, e.zero, row, j)
         b.ret_void()
 
+    # C = A B, or C^T = B^T A^T when the transposed problem tiles better
+    # (N = 10 wastes 6 of 16 lanes per row, M = 256 wastes none).
     o = _IrInt(b)
+    if cfg.orient == 0:
+        swap = b.icmp_signed("<", o.mul(_kernel_cost(o, cfg, N, M, K, True), _i64(8)),
+                             o.mul(_kernel_cost(o, cfg, M, N, K, False), _i64(7)))
+    else:
+        swap = ir.Constant(I1, int(cfg.orient == 2))
+    one = _i64(1)
+    with b.if_else(swap) as (swapped, normal):
+        with normal:
+            _emit_nest(e, b, (pack_a, pack_b, ukernels, False), M, N, K, A, rsa, csa,
+                       B, rsb, csb, C, ldc, one, acc, pack)
+        with swapped:
+            _emit_nest(e, b, (pack_a, pack_b, ukernels, True), N, M, K, B, csb, rsb,
+                       A, csa, rsa, C, one, ldc, acc, pack)
+    b.ret_void()
+    return fn
+
+
+def _emit_nest(e: _Emit, b, fns, M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, acc, pack):
+    """The five-loop nest for C[i*rsc + j*csc] (+)= sum_k A[i, k] B[k, j]."""
+    pack_a, pack_b, ukernels, tc = fns
+    cfg, o = e.cfg, _IrInt(b)
+    NV, NR, MR, W = cfg.nv, cfg.nr, cfg.mr, e.W
     kcb, mcb, _ = _blocking(o, cfg, M, N, K)
-    a_off, _ = _pack_layout(o, cfg, M, N, K)
     Bp = pack
-    Ap = e.gep(b, pack, a_off)
+    Ap = e.gep(b, pack, _pack_a_offset(o, cfg, M, N, K))
+    ldt = csc if tc else rsc  # the stride the micro-kernel steps rows of its tile by
     with _for_range(b, _i64(0), N, _i64(cfg.nc), "jc") as jc:
         nc = o.min(o.sub(N, jc), _i64(cfg.nc))
         with _for_range(b, _i64(0), K, kcb, "pc") as pc:
@@ -673,23 +807,22 @@ def emit_gemm(module: ir.Module, name: str, dtype: str, vector_bits: int | None 
                 mc = o.min(o.sub(M, ic), mcb)
                 b.call(pack_a, [mc, kc, e.gep(b, A, o.add(o.mul(ic, rsa), o.mul(pc, csa))),
                                 rsa, csa, Ap])
-                cblk = e.gep(b, C, o.add(o.mul(ic, ldc), jc))
+                cblk = e.gep(b, C, o.add(o.mul(ic, rsc), o.mul(jc, csc)))
                 with _for_range(b, _i64(0), nc, _i64(NR), "jr") as jr:
                     nr = o.min(o.sub(nc, jr), _i64(NR))
                     bpanel = e.gep(b, Bp, o.mul(jr, kc))
-                    cpanel = e.gep(b, cblk, jr)
+                    cpanel = e.gep(b, cblk, o.mul(jr, csc))
                     nvec = b.sdiv(b.add(nr, _i64(W - 1)), _i64(W))
                     after = b.append_basic_block("nv.end")
                     sw = b.switch(nvec, after)
-                    for nv, uk in ukernels.items():
+                    for nv in range(1, NV + 1):
                         case = b.append_basic_block(f"nv{nv}")
                         sw.add_case(_i64(nv), case)
                         b.position_at_end(case)
                         with _for_range(b, _i64(0), mc, _i64(MR), f"ir{nv}") as ir_:
                             mr = o.min(o.sub(mc, ir_), _i64(MR))
-                            b.call(uk, [kc, e.gep(b, Ap, o.mul(ir_, kc)), bpanel,
-                                        e.gep(b, cpanel, o.mul(ir_, ldc)), ldc, mr, nr, beta])
+                            b.call(ukernels[nv, tc], [
+                                kc, e.gep(b, Ap, o.mul(ir_, kc)), bpanel,
+                                e.gep(b, cpanel, o.mul(ir_, rsc)), ldt, mr, nr, beta])
                         b.branch(after)
                     b.position_at_end(after)
-    b.ret_void()
-    return fn

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from chainrule.compiler import ops
+from chainrule.compiler.codegen import scalar as S
 from chainrule.compiler.ir import Node, Primitive, TensorType, register, require
 from chainrule.compiler.primitives.common import mask_of, same_float
 
@@ -34,26 +35,37 @@ def _softplus(x):
     return (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(x.dtype)
 
 
-_unary("neg", np.negative, lambda y, g: [ops.neg(g)], notation="-")
-_unary("exp", np.exp, lambda y, g: [ops.mul(g, y)])                      # d e^x = e^x
-_unary("log", np.log, lambda y, g: [ops.div(g, _x(y))])                  # d log x = 1/x
-_unary("log1p", np.log1p, lambda y, g: [ops.div(g, ops.add(_x(y), 1.0))])
-_unary("expm1", np.expm1, lambda y, g: [ops.mul(g, ops.add(y, 1.0))])   # d(e^x - 1) = e^x
-_unary("sqrt", np.sqrt, lambda y, g: [ops.div(g, ops.mul(2.0, y))])     # 1/(2 sqrt x)
-_unary("sin", np.sin, lambda y, g: [ops.mul(g, ops.unary("cos", _x(y)))])
-_unary("cos", np.cos, lambda y, g: [ops.neg(ops.mul(g, ops.unary("sin", _x(y))))])
-_unary("tan", np.tan, lambda y, g: [ops.mul(g, ops.add(1.0, ops.mul(y, y)))])  # 1 + tan^2
-_unary("tanh", np.tanh, lambda y, g: [ops.mul(g, ops.sub(1.0, ops.mul(y, y)))])  # 1 - tanh^2
-_unary("sigmoid", _sigmoid, lambda y, g: [ops.mul(g, ops.mul(y, ops.sub(1.0, y)))])  # s(1-s)
-_unary("softplus", _softplus, lambda y, g: [ops.mul(g, ops.unary("sigmoid", _x(y)))])
+_unary("neg", np.negative, lambda y, g: [ops.neg(g)], notation="-", emit=S.neg)
+_unary("exp", np.exp, lambda y, g: [ops.mul(g, y)], emit=S.vector_math("exp"))                      # d e^x = e^x
+_unary("log", np.log, lambda y, g: [ops.div(g, _x(y))], emit=S.vector_math("log"))                  # d log x = 1/x
+_unary("log1p", np.log1p, lambda y, g: [ops.div(g, ops.add(_x(y), 1.0))],
+       emit=S.vector_math("log1p"))
+_unary("expm1", np.expm1, lambda y, g: [ops.mul(g, ops.add(y, 1.0))],
+       emit=S.vector_math("expm1"))   # d(e^x - 1) = e^x
+_unary("sqrt", np.sqrt, lambda y, g: [ops.div(g, ops.mul(2.0, y))],
+       emit=S.call("llvm.sqrt"))     # 1/(2 sqrt x)
+_unary("sin", np.sin, lambda y, g: [ops.mul(g, ops.unary("cos", _x(y)))],
+       emit=S.vector_math("sin"))
+_unary("cos", np.cos, lambda y, g: [ops.neg(ops.mul(g, ops.unary("sin", _x(y))))],
+       emit=S.vector_math("cos"))
+_unary("tan", np.tan, lambda y, g: [ops.mul(g, ops.add(1.0, ops.mul(y, y)))],
+       emit=S.vector_math("tan"))  # 1 + tan^2
+_unary("tanh", np.tanh, lambda y, g: [ops.mul(g, ops.sub(1.0, ops.mul(y, y)))],
+       emit=S.vector_math("tanh"))  # 1 - tanh^2
+_unary("sigmoid", _sigmoid, lambda y, g: [ops.mul(g, ops.mul(y, ops.sub(1.0, y)))],
+       emit=S.vector_math("sigmoid"))  # s(1-s)
+_unary("softplus", _softplus, lambda y, g: [ops.mul(g, ops.unary("sigmoid", _x(y)))],
+       emit=S.vector_math("softplus"))
 # relu'(0) = 0 (as PyTorch): the cotangent passes only where x > 0
 _unary("relu", lambda x: np.maximum(x, 0).astype(x.dtype),
-       lambda y, g: [ops.where(ops.compare("gt", _x(y), 0.0), g, 0.0)])
+       lambda y, g: [ops.where(ops.compare("gt", _x(y), 0.0), g, 0.0)], emit=S.relu)
 # abs'(x) = sign(x), so abs'(0) = 0
-_unary("abs", np.abs, lambda y, g: [ops.mul(g, ops.unary("sign", _x(y)))])
-_unary("sign", np.sign, lambda y, g: [None], derivative_free=True)
+_unary("abs", np.abs, lambda y, g: [ops.mul(g, ops.unary("sign", _x(y)))],
+       emit=S.call("llvm.fabs"))
+_unary("sign", np.sign, lambda y, g: [None], derivative_free=True, emit=S.sign)
 # blocks the gradient: used for the max shift of stable logsumexp
-_unary("stop_gradient", lambda x: x, lambda y, g: [None], derivative_free=True)
+_unary("stop_gradient", lambda x: x, lambda y, g: [None], derivative_free=True,
+       emit=S.identity)
 
 
 def _binary(name: str, reference, vjp, **kw) -> None:
@@ -76,25 +88,30 @@ def _tie_split(y: Node, g: Node) -> list[Node]:
     return [ops.where(ops.compare(win, a, b), g, half), ops.where(ops.compare(win, b, a), g, half)]
 
 
-_binary("add", np.add, lambda y, g: [g, g], notation="+")
-_binary("sub", np.subtract, lambda y, g: [g, ops.neg(g)], notation="-")
-_binary("mul", np.multiply, lambda y, g: [ops.mul(g, _b(y)), ops.mul(g, _a(y))], notation="*")
+_binary("add", np.add, lambda y, g: [g, g], notation="+", emit=S.binary("fadd"))
+_binary("sub", np.subtract, lambda y, g: [g, ops.neg(g)], notation="-",
+        emit=S.binary("fsub"))
+_binary("mul", np.multiply, lambda y, g: [ops.mul(g, _b(y)), ops.mul(g, _a(y))], notation="*",
+        emit=S.binary("fmul"))
 # d(a/b) = g/b, and -g*a/b^2 = -(g/b) * (a/b)
 _binary("div", np.divide,
-        lambda y, g: [ops.div(g, _b(y)), ops.neg(ops.mul(ops.div(g, _b(y)), y))], notation="/")
+        lambda y, g: [ops.div(g, _b(y)), ops.neg(ops.mul(ops.div(g, _b(y)), y))], notation="/",
+        emit=S.binary("fdiv"))
 # d a^b = b a^(b-1) da + a^b log(a) db
 _binary("pow", np.power,
         lambda y, g: [ops.mul(g, ops.mul(_b(y), ops.apply("pow", _a(y), ops.sub(_b(y), 1.0)))),
-                      ops.mul(g, ops.mul(y, ops.unary("log", _a(y))))], notation="^")
-_binary("maximum", np.maximum, _tie_split)
-_binary("minimum", np.minimum, _tie_split)
+                      ops.mul(g, ops.mul(y, ops.unary("log", _a(y))))], notation="^",
+        emit=S.power)
+_binary("maximum", np.maximum, _tie_split, emit=S.call("llvm.maximum"))
+_binary("minimum", np.minimum, _tie_split, emit=S.call("llvm.minimum"))
 
 _COMPARISONS = {"lt": np.less, "le": np.less_equal, "gt": np.greater,
                 "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal}
 _SYMBOLS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
 for _name, _fn in _COMPARISONS.items():
     register(Primitive(_name, _ew, mask_of, lambda v, a, d, fn=_fn: fn(v[0], v[1]),
-                       lambda y, g: [None, None], notation=_SYMBOLS[_name], derivative_free=True))
+                       lambda y, g: [None, None], notation=_SYMBOLS[_name], derivative_free=True,
+                       emit=S.compare(_SYMBOLS[_name])))
 
 
 def _where_type(types, attrs) -> TensorType:
@@ -109,7 +126,7 @@ def _where_type(types, attrs) -> TensorType:
 # unchosen elements exactly zero upstream (see autodiff.py, NaN-safe where)
 register(Primitive("where", _ew, _where_type, lambda v, a, d: np.where(v[0], v[1], v[2]),
                    lambda y, g: [None, ops.where(y.inputs[0], g, 0.0),
-                                 ops.where(y.inputs[0], 0.0, g)]))
+                                 ops.where(y.inputs[0], 0.0, g)], emit=S.where))
 
 
 def _clip_vjp(y: Node, g: Node) -> list[Node]:
@@ -123,7 +140,8 @@ def _clip_vjp(y: Node, g: Node) -> list[Node]:
 
 
 register(Primitive("clip", _ew, same_float,
-                   lambda v, a, d: np.minimum(np.maximum(v[0], v[1]), v[2]), _clip_vjp))
+                   lambda v, a, d: np.minimum(np.maximum(v[0], v[1]), v[2]), _clip_vjp,
+                   emit=S.clip))
 
 
 def _convert_type(types, attrs) -> TensorType:
@@ -133,4 +151,4 @@ def _convert_type(types, attrs) -> TensorType:
 
 register(Primitive("convert", _ew, _convert_type,
                    lambda v, a, d: v[0].astype(np.float32 if a["dtype"] == "f32" else np.float64),
-                   lambda y, g: [ops.convert(g, y.inputs[0].dtype)]))
+                   lambda y, g: [ops.convert(g, y.inputs[0].dtype)], emit=S.convert))

@@ -1,0 +1,78 @@
+"""The C ABI of a compiled program, and the LLVM module that implements it.
+
+For a program NAME:
+    int     NAME_value_and_grad(<dims>, <args>, <outputs>, <grads>, void *work);
+    int     NAME_value(<dims>, <args>, <outputs>, void *work);
+    int64_t NAME_work_size(<dims>);
+<dims> is `int64_t D` per symbolic dim in declaration order, <args> `const T *name`
+per input and param in declaration order, <outputs> `T *out_name` per output,
+<grads> `T *grad_name` per differentiated param; T is float or double, arrays
+dense and row-major. `work` holds at least NAME_work_size(dims) bytes aligned
+to 64, or is NULL (the function then allocates its own). Returns 0, 1 for
+negative or too small dims, 2 when an allocation fails.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from chainrule.compiler.codegen.emit import FunctionEmitter, Sizes, workspace_layout
+from chainrule.compiler.codegen.loops import I32, I64, PTR
+from chainrule.compiler.codegen.matmul import emit_gemm
+from chainrule.compiler.program import Program
+from chainrule.compiler.schedule import Plan, plan
+
+
+@dataclass
+class Module:
+    """The LLVM IR text of a program and what a caller needs to know to call it."""
+
+    name: str
+    llvm_ir: str
+    dims: tuple[str, ...]
+    plans: dict[bool, Plan]
+
+
+def _signature(program: Program, dims, with_grad: bool) -> ir.FunctionType:
+    n_ptrs = len(program.args) + len(program.outputs) + (len(program.grads) if with_grad else 0)
+    return ir.FunctionType(I32, [I64] * len(dims) + [PTR] * n_ptrs + [PTR])
+
+
+def build_module(program: Program, name: str, vector_bits: int | None = None) -> Module:
+    dims = program.symbolic_dims
+    module = ir.Module(name=name)
+    plans = {flag: plan(program, flag) for flag in (True, False)}
+    dtypes = sorted({k.items[0].node.dtype for p in plans.values() for k in p.kernels
+                     if k.kind == "matmul"})
+    gemm, gemm_pack = {}, {}
+    for dtype in dtypes:
+        gemm[dtype] = emit_gemm(module, f"{name}.gemm_{dtype}", dtype, vector_bits,
+                                linkage="internal")
+        gemm_pack[dtype] = module.globals[f"{name}.gemm_{dtype}_pack_bytes"]
+    for with_grad, suffix in ((True, "value_and_grad"), (False, "value")):
+        fn = ir.Function(module, _signature(program, dims, with_grad), f"{name}_{suffix}")
+        n_dims = len(dims)
+        for i, arg in enumerate(fn.args):
+            if i >= n_dims and i < len(fn.args) - 1:
+                arg.add_attribute("noalias")
+        fn.attributes.add("nounwind")
+        FunctionEmitter(fn, plans[with_grad], program, dims, gemm, gemm_pack).run()
+    _emit_work_size(module, name, program, dims, plans, gemm_pack)
+    return Module(name, str(module), dims, plans)
+
+
+def _emit_work_size(module, name, program, dims, plans, gemm_pack) -> None:
+    fn = ir.Function(module, ir.FunctionType(I64, [I64] * len(dims)), f"{name}_work_size")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    sizes = Sizes(b, dict(zip(dims, fn.args)))
+
+    def pack_bytes(builder, node):
+        (m, k), n = node.inputs[0].shape, node.inputs[1].shape[1]
+        return builder.call(gemm_pack[node.dtype], [sizes.size(m), sizes.size(n), sizes.size(k)])
+
+    largest = ir.Constant(I64, 0)
+    for p in plans.values():
+        total = workspace_layout(b, sizes, p, pack_bytes)[0]
+        largest = b.select(b.icmp_signed(">", total, largest), total, largest)
+    b.ret(largest)

@@ -1,0 +1,428 @@
+"""LLVM code generation: a Plan (kernels and storage) becomes one native function.
+
+The function has the plain C ABI of chainrule (see `abi.py`): symbolic dims,
+then argument pointers, output pointers, gradient pointers and a workspace.
+Each kernel becomes a loop nest (or straight-line code for scalars, or a call
+to the generated GEMM); inlined nodes are evaluated inside the loop body at
+the index their consumer needs, with index arithmetic for layout operations.
+"""
+from __future__ import annotations
+
+import math
+
+from llvmlite import ir
+
+from chainrule.compiler.codegen.loops import FLOAT_TYPES, I1, I32, I64, PTR, for_range, i64
+from chainrule.compiler.codegen.scalar import REDUCE_FASTMATH, intrinsic
+from chainrule.compiler.ir import Node
+from chainrule.compiler.schedule import Buffer, Item, Kernel, Plan
+from chainrule.compiler.shapes import Shape, Size
+
+ALIGN = 64
+_IDENTITY = {"reduce_sum": 0.0, "reduce_max": -math.inf, "reduce_min": math.inf}
+
+
+class Sizes:
+    """Symbolic sizes as i64 values, computed once in the function's prelude."""
+
+    def __init__(self, b: ir.IRBuilder, dims: dict[str, ir.Value]):
+        self.b = b
+        self.dims = dims
+        self.cache: dict = {}
+
+    def size(self, s: Size) -> ir.Value:
+        if isinstance(s, int):
+            return i64(s)
+        if s not in self.cache:
+            b = self.b
+            total = i64(s.const)
+            for name, coef in s.terms:
+                total = b.add(total, b.mul(self.dims[name], i64(coef), flags=("nsw",)), flags=("nsw",))
+            self.cache[s] = b.sdiv(total, i64(s.div)) if s.div != 1 else total
+        return self.cache[s]
+
+    def numel(self, shape: Shape) -> ir.Value:
+        total = i64(1)
+        for s in shape:
+            total = self.b.mul(total, self.size(s), flags=("nsw",))
+        return total
+
+    def strides(self, shape: Shape) -> list[ir.Value]:
+        """Row-major element strides."""
+        key = ("strides", tuple(shape))
+        if key not in self.cache:
+            out, acc = [], i64(1)
+            for s in reversed(shape):
+                out.append(acc)
+                acc = self.b.mul(acc, self.size(s), flags=("nsw",))
+            self.cache[key] = list(reversed(out))
+        return self.cache[key]
+
+
+def _align(b: ir.IRBuilder, nbytes: ir.Value) -> ir.Value:
+    return b.and_(b.add(nbytes, i64(ALIGN - 1)), i64(-ALIGN))
+
+
+def workspace_layout(b: ir.IRBuilder, sizes: Sizes, plan: Plan, pack_bytes) -> tuple:
+    """Offsets of the work buffers: buffers whose lifetimes do not overlap share a slot.
+
+    Returns (total bytes, {buffer number: offset}, pack offset). `pack_bytes(b, node)`
+    gives a matmul's GEMM packing scratch; matmuls run one at a time, so one slot.
+    """
+    slots: list[list[int]] = []  # buffer numbers per slot
+    slot_end: list[int] = []
+    for k in sorted(range(len(plan.work)), key=lambda k: plan.lifetimes[k]):
+        start, end = plan.lifetimes[k]
+        for s, last in enumerate(slot_end):
+            if last < start:
+                slots[s].append(k)
+                slot_end[s] = end
+                break
+        else:
+            slots.append([k])
+            slot_end.append(end)
+    offsets: dict[int, ir.Value] = {}
+    total = i64(0)
+    for members in slots:
+        width = i64(0)
+        for k in members:
+            buf = plan.work[k]
+            nbytes = b.mul(sizes.numel(buf.shape), i64(4 if buf.dtype == "f32" else 8))
+            width = b.select(b.icmp_signed(">", nbytes, width), nbytes, width)
+        for k in members:
+            offsets[k] = total
+        total = b.add(total, _align(b, width))
+    pack = i64(0)
+    for kernel in plan.kernels:
+        if kernel.kind == "matmul":
+            nbytes = pack_bytes(b, kernel.items[0].node)
+            pack = b.select(b.icmp_signed(">", nbytes, pack), nbytes, pack)
+    return b.add(total, _align(b, pack)), offsets, total
+
+
+class FunctionEmitter:
+    """Emits the body of one ABI function (value, or value and grad) for one Plan."""
+
+    def __init__(self, fn: ir.Function, plan: Plan, program, dim_names, gemm, gemm_pack):
+        self.fn = fn
+        self.plan = plan
+        self.program = program
+        self.gemm = gemm  # dtype -> ir.Function
+        self.gemm_pack = gemm_pack
+        nd, na = len(dim_names), len(program.args)
+        args = list(fn.args)
+        self.dim_values = dict(zip(dim_names, args[:nd]))
+        self.arg_ptrs = dict(zip((a.name for a in program.args), args[nd:nd + na]))
+        rest = args[nd + na:-1]
+        self.out_ptrs = rest[:len(program.outputs)]
+        self.grad_ptrs = rest[len(program.outputs):]
+        self.work_arg = args[-1]
+        self.prelude = ir.IRBuilder(fn.append_basic_block("prelude"))
+        self.sizes = Sizes(self.prelude, self.dim_values)
+        self.ssa: dict[Node, ir.Value] = {}
+        self.work_ptrs: dict[int, ir.Value] = {}
+
+    # --------------------------------------------------------------- the body
+    def emit(self) -> None:
+        check = self.fn.append_basic_block("check")
+        p = ir.IRBuilder(check)
+        bad = i64(0)
+        for v in self.dim_values.values():
+            bad = p.or_(bad, p.zext(p.icmp_signed("<", v, i64(0)), I64))
+        for c in self.program.constraints:
+            bad = p.or_(bad, p.zext(p.icmp_signed("<", self.sizes.size(c.size), i64(c.minimum)), I64))
+        fail = self.fn.append_basic_block("bad_dims")
+        ir.IRBuilder(fail).ret(ir.Constant(I32, 1))
+        setup = self.fn.append_basic_block("setup")
+        p.cbranch(p.icmp_signed("!=", bad, i64(0)), fail, setup)
+        b = ir.IRBuilder(setup)
+        total, offsets, pack_offset = workspace_layout(b, self.sizes, self.plan, self._pack_bytes)
+        own = b.icmp_unsigned("==", self.work_arg, ir.Constant(PTR, None))
+        malloc = _declare(b.module, "malloc", PTR, [I64])
+        free = _declare(b.module, "free", ir.VoidType(), [PTR])
+        allocated = b.select(own, b.call(malloc, [b.add(total, i64(ALIGN))]), ir.Constant(PTR, None))
+        oom = self.fn.append_basic_block("out_of_memory")
+        ir.IRBuilder(oom).ret(ir.Constant(I32, 2))
+        run = self.fn.append_basic_block("run")
+        failed = b.and_(own, b.icmp_unsigned("==", allocated, ir.Constant(PTR, None)))
+        b.cbranch(failed, oom, run)
+        b.position_at_end(run)
+        raw = b.select(own, allocated, self.work_arg)
+        # align an owned allocation to 64 bytes (GEP from the base: no int-to-pointer)
+        misalign = b.and_(b.ptrtoint(raw, I64), i64(ALIGN - 1))
+        shift = b.select(own, b.and_(b.sub(i64(ALIGN), misalign), i64(ALIGN - 1)), i64(0))
+        base = b.gep(raw, [shift], source_etype=ir.IntType(8))
+        for k, off in offsets.items():
+            self.work_ptrs[k] = b.gep(base, [off], source_etype=ir.IntType(8))
+        self.pack_ptr = b.gep(base, [pack_offset], source_etype=ir.IntType(8))
+        self.b = b
+        for kernel in self.plan.kernels:
+            getattr(self, "kernel_" + kernel.kind)(kernel)
+        b = self.b
+        with b.if_then(own):
+            b.call(free, [allocated])
+        b.ret(ir.Constant(I32, 0))
+        self.prelude.branch(check)  # sizes and allocas are all in the prelude now
+
+    def _pack_bytes(self, b: ir.IRBuilder, node: Node) -> ir.Value:
+        (m, k), n = node.inputs[0].shape, node.inputs[1].shape[1]
+        return b.call(self.gemm_pack[node.dtype],
+                      [self.sizes.size(m), self.sizes.size(n), self.sizes.size(k)])
+
+    # ---------------------------------------------------------------- storage
+    def buffer_ptr(self, buf: Buffer) -> ir.Value:
+        if buf.kind == "work":
+            return self.work_ptrs[buf.index]
+        if buf.kind == "output":
+            return self.out_ptrs[buf.index]
+        if buf.kind == "grad":
+            return self.grad_ptrs[buf.index]
+        raise AssertionError(buf.kind)
+
+    def address(self, ptr: ir.Value, shape: Shape, idx, dtype: str) -> ir.Value:
+        b = self.b
+        if not shape:
+            return ptr
+        strides = self.sizes.strides(shape)
+        offset = None
+        for i, st in zip(idx, strides):
+            term = i if _is_one(st) else b.mul(i, st, flags=("nsw",))
+            offset = term if offset is None else b.add(offset, term, flags=("nsw",))
+        return b.gep(ptr, [offset], source_etype=FLOAT_TYPES[dtype], inbounds=True)
+
+    def store(self, buf: Buffer, node: Node, idx, value: ir.Value) -> None:
+        if buf.kind == "ssa":
+            self.ssa[node] = value
+            return
+        self.b.store(value, self.address(self.buffer_ptr(buf), buf.shape, idx, buf.dtype))
+
+    # ------------------------------------------------------------------ values
+    def value(self, node: Node, idx: tuple, cache: dict) -> ir.Value:
+        key = (node, tuple(id(i) for i in idx))
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+        out = self._compute(node, idx, cache)
+        cache[key] = out
+        return out
+
+    def _compute(self, node: Node, idx: tuple, cache: dict) -> ir.Value:
+        b = self.b
+        T = FLOAT_TYPES[node.dtype]
+        buf = self.plan.storage.get(node)
+        if buf is not None and node in self._done:
+            if buf.kind == "ssa":
+                return self.ssa[node]
+            return b.load(self.address(self.buffer_ptr(buf), buf.shape, idx, buf.dtype), typ=T)
+        op = node.op
+        if op == "arg":
+            ptr = self.arg_ptrs[node.attr("name")]
+            return b.load(self.address(ptr, node.shape, idx, node.dtype), typ=T)
+        if op == "const":
+            return ir.Constant(T, node.attr("value"))
+        if op == "size_of":
+            total = i64(1)
+            for s in node.attr("sizes"):
+                total = b.mul(total, self.sizes.size(s))
+            return b.sitofp(total, T)
+        if node.prim.family == "elementwise":
+            args = [self.value(i, idx, cache) for i in node.inputs]
+            return node.prim.emit(b, args, node)
+        return getattr(self, "index_" + op)(node, idx, cache)
+
+    def index_broadcast(self, node: Node, idx: tuple, cache: dict) -> ir.Value:
+        x = node.inputs[0]
+        lead = len(node.shape) - len(x.shape)
+        inner = tuple(self.zero if s == 1 and node.shape[lead + a] != 1 else idx[lead + a]
+                      for a, s in enumerate(x.shape))
+        return self.value(x, inner, cache)
+
+    def index_reshape(self, node: Node, idx: tuple, cache: dict) -> ir.Value:
+        x = node.inputs[0]
+        kept = [i for i, s in zip(idx, node.shape) if s != 1]
+        if [s for s in node.shape if s != 1] == [s for s in x.shape if s != 1]:
+            it = iter(kept)  # only size-1 axes differ: map the others one to one
+            return self.value(x, tuple(self.zero if s == 1 else next(it) for s in x.shape), cache)
+        b = self.b
+        flat = i64(0)
+        for i, st in zip(idx, self.sizes.strides(node.shape)):
+            flat = b.add(flat, b.mul(i, st, flags=("nsw",)), flags=("nsw",))
+        inner = []
+        for s, st in zip(x.shape, self.sizes.strides(x.shape)):
+            inner.append(b.urem(b.udiv(flat, st), self.sizes.size(s)) if s != 1 else self.zero)
+        return self.value(x, tuple(inner), cache)
+
+    def index_transpose(self, node: Node, idx: tuple, cache: dict) -> ir.Value:
+        perm = node.attr("perm")
+        inner = [None] * len(perm)
+        for i, p in enumerate(perm):
+            inner[p] = idx[i]
+        return self.value(node.inputs[0], tuple(inner), cache)
+
+    def index_slice(self, node: Node, idx: tuple, cache: dict) -> ir.Value:
+        b = self.b
+        inner = []
+        for i, start, step in zip(idx, node.attr("starts"), node.attr("steps")):
+            j = i if step == 1 else b.mul(i, i64(step), flags=("nsw",))
+            inner.append(j if start == 0 else b.add(j, self.sizes.size(start), flags=("nsw",)))
+        return self.value(node.inputs[0], tuple(inner), cache)
+
+    def index_pad(self, node: Node, idx: tuple, cache: dict) -> ir.Value:
+        """g scattered into zeros: read the operand at a clamped index, select 0 outside."""
+        b = self.b
+        inside = ir.Constant(I1, 1)
+        inner = []
+        for i, start, size, step in zip(idx, node.attr("starts"), node.attr("sizes"),
+                                        node.attr("steps")):
+            rel = b.sub(i, self.sizes.size(start))
+            q = rel if step == 1 else b.sdiv(rel, i64(step))
+            n = self.sizes.size(size)
+            ok = b.and_(b.icmp_signed(">=", q, i64(0)), b.icmp_signed("<", q, n))
+            if step != 1:
+                ok = b.and_(ok, b.icmp_signed("==", b.srem(rel, i64(step)), i64(0)))
+            inside = b.and_(inside, ok)
+            top = b.sub(n, i64(1))
+            clamped = b.select(b.icmp_signed("<", q, i64(0)), i64(0), q)
+            clamped = b.select(b.icmp_signed(">", clamped, top), top, clamped)
+            clamped = b.select(b.icmp_signed("<", clamped, i64(0)), i64(0), clamped)
+            inner.append(clamped)
+        v = self.value(node.inputs[0], tuple(inner), cache)
+        return b.select(inside, v, ir.Constant(v.type, 0.0))
+
+    def index_concat(self, node: Node, idx: tuple, cache: dict) -> ir.Value:
+        b = self.b
+        axis = node.attr("axis")
+        offset: Size = 0
+        result = None
+        from chainrule.compiler.shapes import add_size
+        for x in node.inputs:
+            start = self.sizes.size(offset)
+            n = self.sizes.size(x.shape[axis])
+            local = b.sub(idx[axis], start)
+            top = b.sub(n, i64(1))
+            clamped = b.select(b.icmp_signed("<", local, i64(0)), i64(0), local)
+            clamped = b.select(b.icmp_signed(">", clamped, top), top, clamped)
+            v = self.value(x, idx[:axis] + (clamped,) + idx[axis + 1:], cache)
+            if result is None:
+                result = v
+            else:
+                result = b.select(b.icmp_signed(">=", idx[axis], start), v, result)
+            offset = add_size(offset, x.shape[axis])
+        return result
+
+    # ----------------------------------------------------------------- kernels
+    @property
+    def zero(self) -> ir.Constant:
+        return i64(0)
+
+    def kernel_scalar(self, kernel: Kernel) -> None:
+        cache: dict = {}
+        for item in kernel.items:
+            self.store(item.target, item.node, (), self.value(item.node, (), cache))
+            self._done.add(item.node)
+
+    def kernel_loop(self, kernel: Kernel) -> None:
+        b = self.b
+        accumulators = {}
+        for item in kernel.items:
+            if item.mode != "reduce":
+                continue
+            identity = ir.Constant(FLOAT_TYPES[item.node.dtype], _IDENTITY[item.node.op])
+            if item.target.kind == "ssa":
+                slot = self.prelude.alloca(FLOAT_TYPES[item.node.dtype])
+                b.store(identity, slot)
+                accumulators[item.node] = slot
+            else:
+                self._fill(item.target, identity)
+        depth = len(kernel.domain)
+        idx: list = []
+
+        def nest(level: int) -> None:
+            if level == depth:
+                self._loop_body(kernel, tuple(idx), accumulators)
+                return
+            with for_range(self.b, self.sizes.size(kernel.domain[level]), f"i{level}") as i:
+                idx.append(i)
+                nest(level + 1)
+                idx.pop()
+        nest(0)
+        for item in kernel.items:
+            if item.node in accumulators:
+                self.ssa[item.node] = self.b.load(accumulators[item.node],
+                                                  typ=FLOAT_TYPES[item.node.dtype])
+            self._done.add(item.node)
+
+    def _loop_body(self, kernel: Kernel, idx: tuple, accumulators: dict) -> None:
+        b = self.b
+        cache: dict = {}
+        for item in kernel.items:
+            if item.mode != "reduce":
+                self.store(item.target, item.node, idx, self.value(item.node, idx, cache))
+                continue
+            x = self.value(item.node.inputs[0], idx, cache)
+            axes = item.node.attr("axes")
+            if item.node in accumulators:
+                ptr = accumulators[item.node]
+            else:
+                kept = tuple(i for a, i in enumerate(idx) if a not in axes)
+                ptr = self.address(self.buffer_ptr(item.target), item.target.shape, kept,
+                                   item.target.dtype)
+            old = b.load(ptr, typ=FLOAT_TYPES[item.node.dtype])
+            if item.node.op == "reduce_sum":
+                new = b.fadd(old, x, flags=REDUCE_FASTMATH)
+            else:
+                name = "llvm.maximum" if item.node.op == "reduce_max" else "llvm.minimum"
+                new = intrinsic(b, name, [old, x])
+            b.store(new, ptr)
+
+    def _fill(self, buf: Buffer, value: ir.Constant) -> None:
+        ptr = self.buffer_ptr(buf)
+        with for_range(self.b, self.sizes.numel(buf.shape), "fill") as i:
+            self.b.store(value, self.b.gep(ptr, [i], source_etype=value.type, inbounds=True))
+
+    def kernel_matmul(self, kernel: Kernel) -> None:
+        item = kernel.items[0]
+        node = item.node
+        a, bm = node.inputs
+        (m, k), n = a.shape, bm.shape[1]
+        pa, rsa, csa = self.matrix(a)
+        pb, rsb, csb = self.matrix(bm)
+        c = self.buffer_ptr(item.target)
+        self.b.call(self.gemm[node.dtype], [
+            self.sizes.size(m), self.sizes.size(n), self.sizes.size(k), pa, rsa, csa, pb, rsb, csb,
+            c, self.sizes.size(n), ir.Constant(I32, 0), self.pack_ptr])
+        self._done.add(node)
+
+    def matrix(self, node: Node) -> tuple[ir.Value, ir.Value, ir.Value]:
+        """Pointer and row/column strides of a 2-D operand read in place."""
+        ptr, strides = self._strided(node)
+        return ptr, strides[0], strides[1]
+
+    def _strided(self, node: Node) -> tuple[ir.Value, list]:
+        buf = self.plan.storage.get(node)
+        if buf is not None and node in self._done:
+            return self.buffer_ptr(buf), self.sizes.strides(node.shape)
+        if node.op == "arg":
+            return self.arg_ptrs[node.attr("name")], self.sizes.strides(node.shape)
+        ptr, inner = self._strided(node.inputs[0])
+        if node.op == "transpose":
+            return ptr, [inner[p] for p in node.attr("perm")]
+        # reshape that only adds or drops size-1 axes
+        it = iter([st for st, s in zip(inner, node.inputs[0].shape) if s != 1])
+        return ptr, [i64(0) if s == 1 else next(it) for s in node.shape]
+
+    _done: set
+
+    def run(self) -> None:
+        self._done = set()
+        self.emit()
+
+
+def _is_one(v: ir.Value) -> bool:
+    return isinstance(v, ir.Constant) and v.constant == 1
+
+
+def _declare(module: ir.Module, name: str, ret, args) -> ir.Function:
+    if name in module.globals:
+        return module.globals[name]
+    return ir.Function(module, ir.FunctionType(ret, args), name)

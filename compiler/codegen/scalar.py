@@ -1,0 +1,102 @@
+"""Scalar LLVM emission helpers for the elementwise primitives.
+
+Each primitive's `emit(builder, args, node)` (declared with the primitive in
+compiler/primitives/elementwise.py) is built from these. Transcendentals come
+from `vmath` (inline, branch-free, so loops vectorize); the rest are plain
+instructions or LLVM intrinsics that have vector forms.
+"""
+from __future__ import annotations
+
+import math
+
+from llvmlite import ir
+
+from chainrule.compiler.codegen import vmath
+from chainrule.compiler.codegen.loops import FLOAT_TYPES
+
+FASTMATH = vmath.FASTMATH  # nsz arcp contract afn: NaN and Inf semantics kept
+REDUCE_FASTMATH = FASTMATH + ("reassoc",)  # reductions may be reordered (vectorized)
+
+
+def intrinsic(b: ir.IRBuilder, name: str, args: list[ir.Value]) -> ir.Value:
+    ty = args[0].type
+    fn = b.module.declare_intrinsic(name, [ty], ir.FunctionType(ty, [a.type for a in args]))
+    return b.call(fn, args, fastmath=FASTMATH)
+
+
+def binary(opname: str):
+    """fadd/fsub/fmul/fdiv with the project's fast-math flags."""
+    def emit(b: ir.IRBuilder, args: list[ir.Value], node) -> ir.Value:
+        return getattr(b, opname)(args[0], args[1], flags=FASTMATH)
+    return emit
+
+
+def call(name: str):
+    """An LLVM intrinsic such as llvm.sqrt or llvm.maximum (NaN-propagating)."""
+    def emit(b: ir.IRBuilder, args: list[ir.Value], node) -> ir.Value:
+        return intrinsic(b, name, list(args))
+    return emit
+
+
+def vector_math(op: str):
+    """An inline polynomial implementation from vmath (vectorizable)."""
+    def emit(b: ir.IRBuilder, args: list[ir.Value], node) -> ir.Value:
+        return vmath.EMITTERS[op](b, args[0])
+    return emit
+
+
+def constant(value: float, like: ir.Value) -> ir.Constant:
+    return ir.Constant(like.type, value)
+
+
+def neg(b, args, node):
+    return b.fneg(args[0], flags=FASTMATH)
+
+
+def relu(b, args, node):
+    # maximum(x, 0): NaN propagates as in NumPy
+    return intrinsic(b, "llvm.maximum", [args[0], constant(0.0, args[0])])
+
+
+def sign(b, args, node):
+    x = args[0]
+    pos = b.fcmp_ordered(">", x, constant(0.0, x))
+    negative = b.fcmp_ordered("<", x, constant(0.0, x))
+    return b.select(pos, constant(1.0, x), b.select(negative, constant(-1.0, x), x))
+
+
+def compare(symbol: str):
+    # NumPy: every comparison with NaN is false except !=
+    def emit(b, args, node):
+        if symbol == "!=":
+            return b.fcmp_unordered("!=", args[0], args[1])
+        return b.fcmp_ordered(symbol, args[0], args[1])
+    return emit
+
+
+def where(b, args, node):
+    return b.select(args[0], args[1], args[2])
+
+
+def clip(b, args, node):
+    x, lo, hi = args
+    return intrinsic(b, "llvm.minimum", [intrinsic(b, "llvm.maximum", [x, lo]), hi])
+
+
+def convert(b, args, node):
+    target = FLOAT_TYPES[node.dtype]
+    x = args[0]
+    if x.type == target:
+        return x
+    return b.fpext(x, target) if node.dtype == "f64" else b.fptrunc(x, target)
+
+
+def identity(b, args, node):
+    return args[0]
+
+
+def power(b, args, node):
+    return intrinsic(b, "llvm.pow", list(args))
+
+
+INF = math.inf
