@@ -9,6 +9,10 @@ NaN-safe `where`: a cotangent of the form `where(m, g, 0)` is "masked". Through
 an elementwise primitive the mask is carried to every contribution it
 produces, so an element the `where` did not choose gets exactly zero even
 where the unchosen branch's derivative is infinite or NaN (sqrt, log at 0).
+Through the structure-only primitives (layout, reduce_sum) the mask is moved
+by the same VJP, and two contributions masked alike are summed under the
+mask, so `where(x > 0, log(x) + log(x)^2, 0)` and `where(m, sqrt(s), 0)` with
+a broadcast `s` stay exactly zero where not chosen too.
 """
 from __future__ import annotations
 
@@ -46,6 +50,36 @@ def _masked(contribution: Node, mask: tuple[Node, bool] | None) -> Node:
     return ops.where(m, contribution, 0.0) if chosen_when_true else ops.where(m, 0.0, contribution)
 
 
+def _unmasked(g: Node, mask: tuple[Node, bool]) -> Node:
+    return g.inputs[1] if mask[1] else g.inputs[2]
+
+
+def _accumulate(old: Node, new: Node) -> Node:
+    """old + new; where(m, a, 0) + where(m, b, 0) stays masked as where(m, a + b, 0)."""
+    mask = _mask_of(old)
+    if mask is not None and mask == _mask_of(new):
+        return _masked(ops.add(_unmasked(old, mask), _unmasked(new, mask)), mask)
+    return ops.add(old, new)
+
+
+def _input_masks(node: Node, g: Node) -> list | None:
+    """The mask of each input's contribution when the cotangent `g` is masked."""
+    mask = _mask_of(g)
+    if mask is None:
+        return None
+    if node.prim.family == "elementwise":
+        return [mask] * len(node.inputs)
+    if node.prim.family == "layout" or node.op == "reduce_sum":
+        # move a 0/1 indicator of the chosen elements through the same VJP: an
+        # input element is chosen when any element it flows into is
+        m, chosen_when_true = mask
+        one = ops.const(1.0, g.dtype)
+        indicator = ops.where(m, one, 0.0) if chosen_when_true else ops.where(m, 0.0, one)
+        return [None if t is None else (ops.compare("ne", t, 0.0), True)
+                for t in node.prim.vjp(node, indicator)]
+    return None
+
+
 def gradients(program: Program, wrt: tuple[str, ...] | None = None) -> Program:
     """Return `program` with `grads`: d(first output)/d(param) for each param in `wrt`."""
     names = tuple(a.name for a in program.params) if wrt is None else tuple(wrt)
@@ -72,12 +106,15 @@ def gradients(program: Program, wrt: tuple[str, ...] | None = None) -> Program:
         vjp = node.prim.vjp
         if vjp is None:
             raise MissingRule(f"primitive '{node.op}' has no VJP rule")
-        mask = _mask_of(g) if node.prim.family == "elementwise" else None
-        for x, contribution in zip(node.inputs, vjp(node, g)):
+        contributions = vjp(node, g)
+        masks = _input_masks(node, g) or [None] * len(node.inputs)
+        for x, contribution, mask in zip(node.inputs, contributions, masks):
             if contribution is None or x not in active:
                 continue
+            if x.op == "arg" and node.prim.family != "elementwise":
+                mask = None  # layout and sum VJPs only move exact zeros; nothing is upstream
             contribution = _masked(contribution, mask)
-            adjoint[x] = contribution if x not in adjoint else ops.add(adjoint[x], contribution)
+            adjoint[x] = contribution if x not in adjoint else _accumulate(adjoint[x], contribution)
     grads = []
     for n in names:
         arg = program.arg_nodes[n]

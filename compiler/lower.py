@@ -36,6 +36,7 @@ class _Lowerer:
         self.outputs: list[tuple[str, Node]] | None = None
         self.later = {s.target.id: s.span for s in module.statements if isinstance(s, ast.Assign)}
         self.later.update({s.name.id: s.span for s in module.statements if isinstance(s, ast.Def)})
+        self.later_defs = {s.name.id for s in module.statements if isinstance(s, ast.Def)}
         self.call_depth = 0
 
     # ------------------------------------------------------------ statements
@@ -88,6 +89,9 @@ class _Lowerer:
 
     def stmt_Assign(self, stmt: ast.Assign) -> None:
         value = self.expr(stmt.value)
+        if isinstance(value, (list, tuple, bool)):
+            what = {list: "a list", tuple: "a tuple", bool: "a boolean"}[type(value)]
+            raise CompileError(f"expected a value here, got {what}", stmt.value.span)
         if isinstance(value, Node) and value.op != "arg" and value not in self.names:
             self.names[value] = stmt.target.id
         self.bind(stmt.target, value)
@@ -165,6 +169,9 @@ class _Lowerer:
         raise CompileError(f"unknown name '{name.id}'", name.span)
 
     def unknown_function(self, call: ast.Call) -> None:
+        if call.func in self.later_defs and call.func not in self.scope:
+            raise CompileError(f"'{call.func}' is used before it is defined (line "
+                               f"{self.later[call.func].line})", call.func_span)
         if call.func in self.later or call.func in self.scope:
             raise CompileError(f"'{call.func}' is not a function", call.func_span)
         raise CompileError(f"unknown function '{call.func}'", call.func_span)
@@ -280,6 +287,10 @@ class _Lowerer:
         self.scope = {**saved, **{p.id: v for p, v in zip(d.params, values)}}
         try:
             return self.expr(d.body)
+        except CompileError as err:
+            # located in the body; say which call it came from (a def may be called often)
+            raise CompileError(f"{err.message} (in {e.func}() called at line {e.span.line}, "
+                               f"column {e.span.column})", err.span) from None
         finally:
             self.scope = saved
 

@@ -50,11 +50,21 @@ class Item:
         return self.node.inputs[0].shape if self.mode == "reduce" else self.node.shape
 
 
-@dataclass
+@dataclass(eq=False)
 class Kernel:
-    kind: str  # "loop", "scalar", "matmul"
+    """A loop nest over `domain` (or straight-line scalars, or a GEMM call).
+
+    kind "rows" is a loop over the leading axis whose body runs each of
+    `parts` (loops over the same leading axis) for the current row.
+    """
+
+    kind: str  # "loop", "scalar", "matmul", "rows"
     domain: Shape
     items: list[Item] = field(default_factory=list)
+    parts: list["Kernel"] = field(default_factory=list)
+
+    def all_items(self) -> list[Item]:
+        return self.items + [it for p in self.parts for it in p.items]
 
 
 @dataclass
@@ -68,16 +78,32 @@ class Plan:
     def describe(self, names: dict[Node, str]) -> str:
         lines = []
         for i, k in enumerate(self.kernels):
-            what = ", ".join(f"{it.mode} {names.get(it.node, it.node.op)}" for it in k.items)
-            dom = "[" + ", ".join(str(s) for s in k.domain) + "]"
-            lines.append(f"kernel {i}: {k.kind} over {dom}: {what}")
+            lines.append(f"kernel {i}: {k.kind} over {_dims(k.domain)}" +
+                         (": " + _items(k, names) if k.items else ""))
+            for part in k.parts:
+                lines.append(f"  row part: loop over {_dims(part.domain)}: {_items(part, names)}")
         return "\n".join(lines)
+
+
+def _dims(shape: Shape) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def _items(kernel: Kernel, names: dict) -> str:
+    return ", ".join(f"{it.mode} {names.get(it.node, it.node.op)}" for it in kernel.items)
 
 
 def _is_cheap(node: Node, materialized: set) -> bool:
     while node.op in _VIEWS and node not in materialized:
         node = node.inputs[0]
     return node in materialized or node.op in _CHEAP_SOURCES
+
+
+def _under_views(node: Node) -> Node:
+    """The computation under a chain of reshapes: storing it serves every view."""
+    while node.op == "reshape":
+        node = node.inputs[0]
+    return node
 
 
 def _matrix_addressable(node: Node, materialized: set) -> bool:
@@ -117,15 +143,43 @@ def plan(program: Program, with_grad: bool) -> Plan:
                 grown.update(i for i in n.inputs if not _matrix_addressable(i, grown))
             if n.op == "broadcast" and n.shape != n.inputs[0].shape \
                     and not _is_cheap(n.inputs[0], grown):
-                grown.add(n.inputs[0])
-        kernels_of = _kernel_reach(order, grown, consumers)
-        for n, ks in kernels_of.items():
-            if len(ks) > 1 and not _is_cheap(n, grown) and n.dtype != "bool":
+                grown.add(_under_views(n.inputs[0]))
+        cost: dict[Node, int] = {}
+        for n, owners in _kernel_reach(order, grown, consumers).items():
+            domains = {_domain(o) for o in owners}
+            if len(domains) > 1 and n.dtype != "bool" and _cost(n, grown, cost) >= EXPENSIVE:
                 grown.add(n)
         if grown == forced:
             break
         forced = grown
     return _assign(order, forced, roots)
+
+
+# Recomputing a cheap expression in a second loop beats a round trip through
+# memory; an expression with a transcendental or a long chain is stored instead.
+EXPENSIVE = 8
+_OP_COST = {"exp": 8, "log": 8, "log1p": 8, "expm1": 8, "sin": 8, "cos": 8, "tan": 10,
+            "tanh": 8, "sigmoid": 9, "softplus": 12, "pow": 16, "div": 2, "sqrt": 2}
+
+
+def _cost(node: Node, materialized: set, memo: dict) -> int:
+    """Work to recompute `node` inline, up to materialized nodes and sources."""
+    if node in memo:
+        return memo[node]
+    total, stack, seen = 0, [node], set()
+    while stack:
+        n = stack.pop()
+        if n in seen or (n is not node and n in materialized):
+            continue
+        seen.add(n)
+        total += _OP_COST.get(n.op, 1 if n.prim.family == "elementwise" else 0)
+        stack.extend(n.inputs)
+    memo[node] = total
+    return total
+
+
+def _domain(n: Node) -> Shape:
+    return n.inputs[0].shape if _mode(n) == "reduce" else n.shape
 
 
 def _kernel_reach(order, materialized, consumers) -> dict[Node, set]:
@@ -141,18 +195,27 @@ def _kernel_reach(order, materialized, consumers) -> dict[Node, set]:
     return reach
 
 
-def _deps(node: Node, materialized: set) -> set[Node]:
-    """Materialized nodes read (through inlined ones) when computing `node`."""
-    found, stack, seen = set(), list(node.inputs), set()
+def _deps(node: Node, materialized: set, mode: str = "store") -> dict[Node, bool]:
+    """Materialized nodes read (through inlined ones) when computing an item.
+
+    The flag says whether every path reads the dependency at the loop's own
+    index (only elementwise nodes in between): such a dependency may be
+    produced earlier in the same loop body.
+    """
+    aligned_inputs = mode == "reduce" or node.prim.family == "elementwise"
+    found: dict[Node, bool] = {}
+    stack = [(i, aligned_inputs) for i in node.inputs]
+    seen = set()
     while stack:
-        n = stack.pop()
-        if n in seen:
+        n, aligned = stack.pop()
+        if (n, aligned) in seen:
             continue
-        seen.add(n)
+        seen.add((n, aligned))
         if n in materialized:
-            found.add(n)
+            found[n] = found.get(n, True) and aligned
         else:
-            stack.extend(n.inputs)
+            keep = aligned and n.prim.family == "elementwise"
+            stack.extend((i, keep) for i in n.inputs)
     return found
 
 
@@ -173,38 +236,155 @@ def _assign(order, materialized: set, roots) -> Plan:
             else:
                 storage[n] = Buffer("work", len(work), n.shape, n.dtype)
                 work.append(storage[n])
-    kernels: list[Kernel] = []
-    produced_in: dict[Node, int] = {}
-    matmuls = 0
     items = [Item(n, storage[n], _mode(n)) for n in order if n in materialized] + copies
-    for item in items:
-        deps = _deps(item.node, materialized)
-        if item.mode == "copy" and item.node in materialized:
-            deps = {item.node}
-        ready = max((produced_in[d] for d in deps), default=-1)
-        kind = "matmul" if item.mode == "matmul" else ("scalar" if item.domain == () else "loop")
-        target = None
-        if kind != "matmul":
-            for k in range(len(kernels) - 1, ready, -1):
-                if kernels[k].kind == kind and kernels[k].domain == item.domain:
-                    target = k
-                    break
-        if target is None:
-            kernels.append(Kernel(kind, item.domain))
-            target = len(kernels) - 1
-        matmuls += kind == "matmul"
-        kernels[target].items.append(item)
-        if item.mode != "copy":
-            produced_in[item.node] = target
-    # scalar kernels hold SSA values: they must run where they were placed, which
-    # respects every dependency because a kernel is only joined after its inputs
+    kernels, produced_in = _place(items, materialized)
+    kernels = _fuse_rows(kernels, produced_in, materialized)
     lifetimes = []
     for buf in work:
-        users = [k for k, kern in enumerate(kernels) for it in kern.items
+        users = [k for k, kern in enumerate(kernels) for it in kern.all_items()
                  if it.target is buf or any(storage.get(d) is buf for d in
-                                            _deps(it.node, materialized) | {it.node})]
+                                            set(_deps(it.node, materialized, it.mode)) | {it.node})]
         lifetimes.append((min(users), max(users)))
+    matmuls = sum(k.kind == "matmul" for k in kernels)
     return Plan(kernels, storage, work, lifetimes, matmuls)
+
+
+def _item_deps(item: Item, materialized: set) -> dict[Node, bool]:
+    if item.mode == "copy" and item.node in materialized:
+        return {item.node: True}
+    return _deps(item.node, materialized, item.mode)
+
+
+def _place(items: list[Item], materialized: set) -> tuple[list[Kernel], dict[Node, Kernel]]:
+    """Put each item in the earliest kernel of its domain that runs after its inputs.
+
+    A new kernel is inserted as early as its inputs allow, so independent work
+    (a scalar such as 1/N) does not hold back the loops that need it.
+    """
+    kernels: list[Kernel] = []
+    produced_in: dict[Node, Kernel] = {}
+    for item in items:
+        position = {id(k): i for i, k in enumerate(kernels)}
+        after = 0
+        for d, aligned in _item_deps(item, materialized).items():
+            k = produced_in[d]
+            # the kernel storing a dependency read at the same index may be joined
+            same_iteration = aligned and k.kind == "loop" and _stores(k, d)
+            after = max(after, position[id(k)] + (0 if same_iteration else 1))
+        kind = "matmul" if item.mode == "matmul" else ("scalar" if item.domain == () else "loop")
+        target = None
+        if kind == "scalar":  # straight-line code: run it as early as possible
+            if after < len(kernels) and kernels[after].kind == "scalar":
+                target = kernels[after]
+        elif kind == "loop":
+            target = next((k for k in kernels[after:]
+                           if k.kind == kind and k.domain == item.domain), None)
+        if target is None:
+            target = Kernel(kind, item.domain)
+            kernels.insert(after, target)
+        target.items.append(item)
+        if item.mode != "copy":
+            produced_in[item.node] = target
+    return kernels, produced_in
+
+
+def _stores(kernel: Kernel, node: Node) -> bool:
+    return any(it.node is node and it.mode == "store" for it in kernel.items)
+
+
+def _fuse_rows(kernels: list[Kernel], produced_in: dict, materialized: set) -> list[Kernel]:
+    """Share the outer loop between loops over the same leading axis (row fusion).
+
+    A loop joins an earlier one when everything it reads from that group is read
+    at the current row and is complete once the row is done (a stored row, or a
+    reduction over the other axes). X^T g after X w then reads each row of X
+    while it is still in cache: one pass over memory instead of two.
+    """
+    out: list[Kernel] = []
+    group_of: dict[int, Kernel] = {}  # id(kernel) -> the top-level kernel holding it
+    for k in kernels:
+        host = None
+        if k.kind == "loop" and k.domain:
+            deps = {d: a for it in k.items for d, a in _row_deps(it, materialized).items()
+                    if produced_in[d] is not k}
+            sources = {id(group_of[id(produced_in[d])]) for d in deps}
+            for cand in reversed(out):
+                if cand.kind in ("loop", "rows") and cand.domain[:1] == k.domain[:1] \
+                        and all(_row_ready(d, a, produced_in[d])
+                                for d, a in deps.items() if id(group_of[id(produced_in[d])]) == id(cand)):
+                    host = cand
+                    break
+                if id(cand) in sources:
+                    break  # a dependency is produced here or later: cannot move above it
+        if host is None:
+            out.append(k)
+            group_of[id(k)] = k
+            continue
+        if host.kind == "loop":
+            rows = Kernel("rows", host.domain[:1], parts=[host])
+            out[out.index(host)] = rows
+            for kid, top in list(group_of.items()):
+                if top is host:
+                    group_of[kid] = rows
+            host = rows
+        host.parts.append(k)
+        group_of[id(k)] = host
+    return out
+
+
+def _row_ready(dep: Node, aligned_row: bool, producer: Kernel) -> bool:
+    if not aligned_row or producer.kind != "loop":
+        return False
+    for it in producer.items:
+        if it.node is dep:
+            return it.mode == "store" or (it.mode == "reduce" and 0 not in it.node.attr("axes"))
+    return False
+
+
+def _row_deps(item: Item, materialized: set) -> dict[Node, bool]:
+    """Materialized nodes an item reads, each flagged when always read at the loop's row."""
+    if item.mode == "copy" and item.node in materialized:
+        return {item.node: True}
+    start = [(item.node.inputs[0], 0)] if item.mode == "reduce" else \
+        [(i, p) for i, p in zip(item.node.inputs, _axis_through(item.node, 0))]
+    found: dict[Node, bool] = {}
+    stack, seen = list(start), set()
+    while stack:
+        n, pos = stack.pop()
+        if (n, pos) in seen:
+            continue
+        seen.add((n, pos))
+        if n in materialized:
+            found[n] = found.get(n, True) and pos == 0
+        else:
+            stack.extend(zip(n.inputs, _axis_through(n, pos)))
+    return found
+
+
+def _axis_through(node: Node, pos):
+    """For each input of `node`: which of its axes carries the loop row index (None: none)."""
+    if pos is None:
+        return [None] * len(node.inputs)
+    fam = node.prim.family
+    if fam == "elementwise":
+        return [pos] * len(node.inputs)
+    x = node.inputs[0] if node.inputs else None
+    if node.op == "broadcast":
+        lead = len(node.shape) - len(x.shape)
+        a = pos - lead
+        return [a if a >= 0 and x.shape[a] == node.shape[pos] else None]
+    if node.op == "reshape" and _strip_ones(node.shape) == _strip_ones(x.shape) \
+            and node.shape[pos] != 1:
+        rank = sum(1 for s in node.shape[:pos] if s != 1)
+        axes = [a for a, s in enumerate(x.shape) if s != 1]
+        return [axes[rank]]
+    if node.op == "transpose":
+        return [node.attr("perm")[pos]]
+    if node.op == "slice" and node.attr("starts")[pos] == 0 and node.attr("steps")[pos] == 1:
+        return [pos]
+    if node.op == "concat" and node.attr("axis") != pos:
+        return [pos] * len(node.inputs)
+    return [None] * len(node.inputs)
 
 
 def _mode(n: Node) -> str:

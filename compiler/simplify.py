@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from chainrule.compiler import ops
-from chainrule.compiler.ir import Node, make, topo_order
+from chainrule.compiler.ir import Node, make
 from chainrule.compiler.program import Program
+from chainrule.compiler.rewrite import rewrite_program
 
 
 def _scalar_const(x: Node) -> float | None:
@@ -74,6 +75,10 @@ def _rewrite(n: Node) -> Node | None:
             return ops.div(1.0, ins[0])
     if op == "where" and ins[1] is ins[2]:
         return ins[1]
+    if op == "where" and ins[1].op == "where" and ins[1].inputs[0] is ins[0]:
+        return make("where", [ins[0], ins[1].inputs[1], ins[2]])  # same mask: inner choice is known
+    if op == "where" and ins[2].op == "where" and ins[2].inputs[0] is ins[0]:
+        return make("where", [ins[0], ins[1], ins[2].inputs[2]])
     if op in ("broadcast", "reshape") and ins[0].op == op:
         return make(op, [ins[0].inputs[0]], **dict(n.attrs))
     if op == "reshape" and ins[0].shape == n.shape:
@@ -84,30 +89,5 @@ def _rewrite(n: Node) -> Node | None:
     return None
 
 
-def simplify_nodes(roots: list[Node]) -> dict[Node, Node]:
-    """Map every node reachable from `roots` to its simplified equivalent."""
-    mapped: dict[Node, Node] = {}
-    for node in topo_order(roots):
-        new_inputs = [mapped[i] for i in node.inputs]
-        current = node
-        if any(a is not b for a, b in zip(new_inputs, node.inputs)):
-            current = make(node.op, new_inputs, **dict(node.attrs))
-        for _ in range(16):  # each rewrite shrinks the node; the bound is a safety net
-            nxt = _rewrite(current)
-            if nxt is None:
-                break
-            current = nxt
-        mapped[node] = current
-    return mapped
-
-
 def simplify(program: Program) -> Program:
-    roots = program.roots(with_grad=True)
-    mapped = simplify_nodes(roots)
-    names = {}
-    for node, label in program.names.items():
-        target = mapped.get(node, node)
-        names.setdefault(target, label)
-    return Program(program.source, program.dims, program.args, program.arg_nodes,
-                   tuple((n, mapped[v]) for n, v in program.outputs), names,
-                   program.constraints, tuple((n, mapped[v]) for n, v in program.grads))
+    return rewrite_program(program, _rewrite)

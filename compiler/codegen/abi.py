@@ -20,6 +20,7 @@ from llvmlite import ir
 from chainrule.compiler.codegen.emit import FunctionEmitter, Sizes, workspace_layout
 from chainrule.compiler.codegen.loops import I32, I64, PTR
 from chainrule.compiler.codegen.matmul import emit_gemm
+from chainrule.compiler.matvec import matvec_to_reductions
 from chainrule.compiler.program import Program
 from chainrule.compiler.schedule import Plan, plan
 
@@ -40,6 +41,7 @@ def _signature(program: Program, dims, with_grad: bool) -> ir.FunctionType:
 
 
 def build_module(program: Program, name: str, vector_bits: int | None = None) -> Module:
+    program = matvec_to_reductions(program)
     dims = program.symbolic_dims
     module = ir.Module(name=name)
     plans = {flag: plan(program, flag) for flag in (True, False)}
@@ -54,7 +56,7 @@ def build_module(program: Program, name: str, vector_bits: int | None = None) ->
         fn = ir.Function(module, _signature(program, dims, with_grad), f"{name}_{suffix}")
         n_dims = len(dims)
         for i, arg in enumerate(fn.args):
-            if i >= n_dims and i < len(fn.args) - 1:
+            if i >= n_dims:  # callers pass distinct arrays and a private workspace
                 arg.add_attribute("noalias")
         fn.attributes.add("nounwind")
         FunctionEmitter(fn, plans[with_grad], program, dims, gemm, gemm_pack).run()

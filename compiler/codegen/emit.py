@@ -268,26 +268,37 @@ class FunctionEmitter:
         return self.value(node.inputs[0], tuple(inner), cache)
 
     def index_pad(self, node: Node, idx: tuple, cache: dict) -> ir.Value:
-        """g scattered into zeros: read the operand at a clamped index, select 0 outside."""
+        """g scattered into zeros: read the operand only where the index lands on it.
+
+        The read sits in a conditional block at the unclamped (affine) index, so
+        the vectorizer turns it into a masked load instead of a gather.
+        """
         b = self.b
         inside = ir.Constant(I1, 1)
         inner = []
         for i, start, size, step in zip(idx, node.attr("starts"), node.attr("sizes"),
                                         node.attr("steps")):
-            rel = b.sub(i, self.sizes.size(start))
+            rel = i if start == 0 else b.sub(i, self.sizes.size(start))
             q = rel if step == 1 else b.sdiv(rel, i64(step))
-            n = self.sizes.size(size)
-            ok = b.and_(b.icmp_signed(">=", q, i64(0)), b.icmp_signed("<", q, n))
+            ok = b.and_(b.icmp_signed(">=", q, i64(0)), b.icmp_signed("<", q, self.sizes.size(size)))
             if step != 1:
                 ok = b.and_(ok, b.icmp_signed("==", b.srem(rel, i64(step)), i64(0)))
             inside = b.and_(inside, ok)
-            top = b.sub(n, i64(1))
-            clamped = b.select(b.icmp_signed("<", q, i64(0)), i64(0), q)
-            clamped = b.select(b.icmp_signed(">", clamped, top), top, clamped)
-            clamped = b.select(b.icmp_signed("<", clamped, i64(0)), i64(0), clamped)
-            inner.append(clamped)
-        v = self.value(node.inputs[0], tuple(inner), cache)
-        return b.select(inside, v, ir.Constant(v.type, 0.0))
+            inner.append(q)
+        T = FLOAT_TYPES[node.dtype]
+        before = b.block
+        then = b.append_basic_block("pad.in")
+        merge = b.append_basic_block("pad.end")
+        b.cbranch(inside, then, merge)
+        b.position_at_end(then)
+        v = self.value(node.inputs[0], tuple(inner), dict(cache))  # values made here stay here
+        then_end = b.block
+        b.branch(merge)
+        b.position_at_end(merge)
+        phi = b.phi(T)
+        phi.add_incoming(ir.Constant(T, 0.0), before)
+        phi.add_incoming(v, then_end)
+        return phi
 
     def index_concat(self, node: Node, idx: tuple, cache: dict) -> ir.Value:
         b = self.b
@@ -322,7 +333,24 @@ class FunctionEmitter:
             self._done.add(item.node)
 
     def kernel_loop(self, kernel: Kernel) -> None:
-        b = self.b
+        accumulators = self._start_reductions(kernel)
+        self._nest(kernel, (), accumulators)
+        self._finish(kernel, accumulators)
+
+    def kernel_rows(self, group: Kernel) -> None:
+        """One loop over the leading axis; each part runs its inner loops for the row."""
+        accumulators = {}
+        for part in group.parts:
+            accumulators.update(self._start_reductions(part))
+        with for_range(self.b, self.sizes.size(group.domain[0]), "row") as i:
+            for part in group.parts:
+                self._nest(part, (i,), accumulators)
+                self._done.update(it.node for it in part.items if it.target.kind != "ssa")
+        for part in group.parts:
+            self._finish(part, accumulators)
+
+    def _start_reductions(self, kernel: Kernel) -> dict:
+        """Reduction results start at the identity: a register for scalars, else a filled buffer."""
         accumulators = {}
         for item in kernel.items:
             if item.mode != "reduce":
@@ -330,22 +358,50 @@ class FunctionEmitter:
             identity = ir.Constant(FLOAT_TYPES[item.node.dtype], _IDENTITY[item.node.op])
             if item.target.kind == "ssa":
                 slot = self.prelude.alloca(FLOAT_TYPES[item.node.dtype])
-                b.store(identity, slot)
+                self.b.store(identity, slot)
                 accumulators[item.node] = slot
             else:
                 self._fill(item.target, identity)
+        return accumulators
+
+    def _nest(self, kernel: Kernel, prefix: tuple, accumulators: dict) -> None:
+        """The loop nest over the kernel's domain (below `prefix`).
+
+        A reduction over trailing axes keeps its partial sum in a register for
+        the inner loops and stores it once per output element, so the innermost
+        loop is a plain vectorizable reduction.
+        """
+        idx = list(prefix)
         depth = len(kernel.domain)
-        idx: list = []
+        inner: dict[int, list[Item]] = {}
+        for item in kernel.items:
+            axes = item.node.attr("axes") if item.mode == "reduce" else None
+            if axes and item.node not in accumulators and \
+                    tuple(axes) == tuple(range(depth - len(axes), depth)) and \
+                    depth - len(axes) >= len(prefix):
+                inner.setdefault(depth - len(axes), []).append(item)
 
         def nest(level: int) -> None:
+            local = {}
+            for item in inner.get(level, []):
+                T = FLOAT_TYPES[item.node.dtype]
+                local[item.node] = slot = self.prelude.alloca(T)
+                self.b.store(ir.Constant(T, _IDENTITY[item.node.op]), slot)
+            accumulators.update(local)
             if level == depth:
                 self._loop_body(kernel, tuple(idx), accumulators)
-                return
-            with for_range(self.b, self.sizes.size(kernel.domain[level]), f"i{level}") as i:
-                idx.append(i)
-                nest(level + 1)
-                idx.pop()
-        nest(0)
+            else:
+                with for_range(self.b, self.sizes.size(kernel.domain[level]), f"i{level}") as i:
+                    idx.append(i)
+                    nest(level + 1)
+                    idx.pop()
+            for node, slot in local.items():
+                del accumulators[node]
+                value = self.b.load(slot, typ=FLOAT_TYPES[node.dtype])
+                self.store(self.plan.storage[node], node, tuple(idx), value)
+        nest(len(prefix))
+
+    def _finish(self, kernel: Kernel, accumulators: dict) -> None:
         for item in kernel.items:
             if item.node in accumulators:
                 self.ssa[item.node] = self.b.load(accumulators[item.node],

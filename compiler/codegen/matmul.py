@@ -58,26 +58,26 @@ def host_vector_bits() -> int:
 @functools.lru_cache(maxsize=None)
 def _cache_bytes() -> tuple[int, int]:
     """(L1d, L2) sizes of cpu0 from sysfs; typical defaults if unreadable."""
-    l1, l2 = 32 * 1024, 1024 * 1024
+    sizes = {1: 32 * 1024, 2: 1024 * 1024}
     root = "/sys/devices/system/cpu/cpu0/cache"
     try:
-        for idx in os.listdir(root):
-            d = os.path.join(root, idx)
-            with open(os.path.join(d, "level")) as f:
+        entries = [d for d in os.listdir(root) if d.startswith("index")]
+    except OSError:
+        entries = []
+    for idx in entries:
+        try:
+            with open(os.path.join(root, idx, "level")) as f:
                 level = int(f.read())
-            with open(os.path.join(d, "type")) as f:
+            with open(os.path.join(root, idx, "type")) as f:
                 kind = f.read().strip()
-            with open(os.path.join(d, "size")) as f:
+            with open(os.path.join(root, idx, "size")) as f:
                 text = f.read().strip()
-            mult = {"K": 1024, "M": 1024 ** 2}.get(text[-1:], 1)
-            size = int(text.rstrip("KM")) * mult
-            if level == 1 and kind in ("Data", "Unified"):
-                l1 = size
-            elif level == 2:
-                l2 = size
-    except (OSError, ValueError):
-        pass
-    return l1, l2
+            size = int(text.rstrip("KM")) * {"K": 1024, "M": 1024 ** 2}.get(text[-1:], 1)
+        except (OSError, ValueError):
+            continue
+        if level in sizes and kind in ("Data", "Unified"):
+            sizes[level] = size
+    return sizes[1], sizes[2]
 
 
 @dataclass(frozen=True)
@@ -221,12 +221,30 @@ def _i64(v):
 
 
 @contextmanager
-def _for_range(b: ir.IRBuilder, start, stop, step, name: str):
-    """for (i = start; i < stop; i += step), blocks name.cond/body/end."""
+def _for_range(b: ir.IRBuilder, start, stop, step, name: str, at_least_once=False):
+    """for (i = start; i < stop; i += step), blocks name.cond/body/end.
+
+    at_least_once emits a do-while (the caller knows start < stop): the body
+    then cannot be unswitched away, which keeps zero-padding loops from being
+    rewritten into calls to memset.
+    """
     pre = b.block
     cond = b.append_basic_block(f"{name}.cond")
     body = b.append_basic_block(f"{name}.body")
     end = b.append_basic_block(f"{name}.end")
+    if at_least_once:
+        b.branch(body)
+        b.position_at_end(body)
+        i = b.phi(I64, name=name)
+        i.add_incoming(start, pre)
+        yield i
+        nxt = b.add(i, step, flags=["nsw"])
+        i.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, stop), body, end)
+        b.position_at_end(cond)  # unused
+        b.unreachable()
+        b.position_at_end(end)
+        return
     b.branch(cond)
     b.position_at_end(cond)
     i = b.phi(I64, name=name)
@@ -249,6 +267,8 @@ class _Emit:
         self.W = cfg.lanes
         self.V = ir.VectorType(self.T, self.W)
         self.MV = ir.VectorType(I1, self.W)
+        self.VI = ir.VectorType(I64, self.W)
+        self.iota = ir.Constant(self.VI, list(range(self.W)))
         self.zero = ir.Constant(self.T, 0.0)
         self.vzero = ir.Constant(self.V, [0.0] * self.W)
         self.sfx = f"v{self.W}{'f32' if cfg.dtype == 'f32' else 'f64'}"
@@ -343,9 +363,8 @@ class _Emit:
 
     def lane_mask(self, b, first: int, count):
         """<W x i1>: lane l is on iff first + l < count."""
-        vi = ir.VectorType(I64, self.W)
-        lanes = ir.Constant(vi, [first + l for l in range(self.W)])
-        return b.icmp_signed("<", lanes, self.splat(b, count, vi))
+        lanes = ir.Constant(self.VI, [first + l for l in range(self.W)])
+        return b.icmp_signed("<", lanes, self.splat(b, count, self.VI))
 
 
 # --------------------------------------------------------------------------
@@ -539,6 +558,7 @@ def _emit_pack_b(e: _Emit, name: str) -> ir.Function:
     NR, W, NV = cfg.nr, e.W, cfg.nv
     valign = W * cfg.elem_bytes
     fn = e.internal_fn(name, [I64, I64, PTR, I64, I64, PTR])
+    fn.attributes.add("noinline")
     kc, nc, src, rs, cs, dst = fn.args
     for a, nm in zip(fn.args, ("kc", "nc", "src", "rs", "cs", "dst")):
         a.name = nm
@@ -590,10 +610,12 @@ def _emit_pack_b(e: _Emit, name: str) -> ir.Function:
         with _for_range(b, k0, kc, _i64(1), "kg") as k:
             row = e.gep(b, s, b.mul(k, rs))
             drow = e.gep(b, d, b.mul(k, _i64(NR)))
-            with _for_range(b, _i64(0), nr, _i64(1), "j") as j:
+            # zero the whole row first (vector stores: a zero-store loop would
+            # become a call to memset), then copy the nr real columns
+            for v in range(NV):
+                e.vstore(b, e.vzero, e.gep(b, drow, _i64(v * W)), valign)
+            with _for_range(b, _i64(0), nr, _i64(1), "j", at_least_once=True) as j:
                 e.store(b, e.load(b, row, b.mul(j, cs)), drow, j)
-            with _for_range(b, nr, _i64(NR), _i64(1), "jz") as j:
-                e.store(b, e.zero, drow, j)
         b.branch(done)
         b.position_at_end(done)
     b.ret_void()
@@ -607,6 +629,7 @@ def _emit_pack_a(e: _Emit, name: str) -> ir.Function:
     VM = ir.VectorType(e.T, MR)
     undef = ir.Constant(e.V, ir.Undefined)
     fn = e.internal_fn(name, [I64, I64, PTR, I64, I64, PTR])
+    fn.attributes.add("noinline")
     mc, kc, src, rs, cs, dst = fn.args
     for a, nm in zip(fn.args, ("mc", "kc", "src", "rs", "cs", "dst")):
         a.name = nm
@@ -673,10 +696,9 @@ def _emit_pack_a(e: _Emit, name: str) -> ir.Function:
         with _for_range(b, k0, kc, _i64(1), "ke") as k:
             col = e.gep(b, s, b.mul(k, cs))
             drow = e.gep(b, d, b.mul(k, _i64(MR)))
-            with _for_range(b, _i64(0), mr, _i64(1), "i") as i:
+            b.store(ir.Constant(VM, [0.0] * MR), drow, align=cfg.elem_bytes)  # pad rows
+            with _for_range(b, _i64(0), mr, _i64(1), "i", at_least_once=True) as i:
                 e.store(b, e.load(b, col, b.mul(i, rs)), drow, i)
-            with _for_range(b, mr, _i64(MR), _i64(1), "iz") as i:
-                e.store(b, e.zero, drow, i)
         b.branch(done)
         b.position_at_end(done)
     b.ret_void()
@@ -707,7 +729,7 @@ def _kernel_cost(o, cfg: GemmConfig, M, N, K, transposed: bool):
     c = o.const
     tail_nv = o.div(o.add(o.sub(N, o.mul(o.div(N, c(NR)), c(NR))), c(W - 1)), c(W))
     tail = tile(0)
-    for nv in range(1, NV):  # cost of the last, narrow panel
+    for nv in range(1, NV + 1):  # cost of the last, partial panel
         tail = o.select_pos(o.sub(tail_nv, c(nv - 1)), tile(nv), tail)
     per_row_panel = o.add(o.mul(o.div(N, c(NR)), tile(NV)), tail)
     return o.mul(o.div(o.add(M, c(MR - 1)), c(MR)), per_row_panel)
@@ -763,8 +785,11 @@ def emit_gemm(module: ir.Module, name: str, dtype: str, vector_bits: int | None 
         with b.if_then(b.not_(acc)):
             with _for_range(b, _i64(0), M, _i64(1), "zi") as i:
                 row = e.gep(b, C, b.mul(i, ldc))
-                with _for_range(b, _i64(0), N, _i64(1), "zj") as j:
-                    e.store(b, e.zero, row, j)
+                # masked vector stores, not a scalar loop LLVM would turn into memset
+                with _for_range(b, _i64(0), N, _i64(e.W), "zj") as j:
+                    e.masked_store(b, e.vzero, e.gep(b, row, j),
+                                   b.icmp_signed("<", b.add(e.splat(b, j, e.VI), e.iota),
+                                                 e.splat(b, N, e.VI)))
         b.ret_void()
 
     # C = A B, or C^T = B^T A^T when the transposed problem tiles better

@@ -114,14 +114,18 @@ Q32 = [0.5000000044702536, 0.16666666815803988, 0.04166635849091225,
 
 
 def _exp_reduce(e, x):
-    """Return (p, k): x = k*ln2 + r, p = expm1(r), k an integer of e.ity."""
+    """Return (r, tail, k): x = k*ln2 + r + rlo, and expm1(r + rlo) ~ r + tail with
+    tail = r^2 Q(r) + rlo (rlo is the rounding error of r, kept for expm1's sake)."""
     shift = 1.5 * 2.0 ** e.mbits              # adding it rounds to an integer held in the low mantissa bits
     t = e.fma(x, e.c(1 / math.log(2)), e.c(shift))
     kf = e.sub(t, e.c(shift))
     k = e.b.sub(e.bits(t), e.i(_float_bits(shift, e.f64)))
-    r = e.sub(e.sub(x, e.mul(kf, e.pick(LN2_HI_64, LN2_HI_32))), e.mul(kf, e.pick(LN2_LO_64, LN2_LO_32)))
-    q = e.poly(r, Q64 if e.f64 else Q32)
-    return e.fma(e.mul(r, r), q, r), k
+    r_hi = e.sub(x, e.mul(kf, e.pick(LN2_HI_64, LN2_HI_32)))       # exact
+    k_lo = e.mul(kf, e.pick(LN2_LO_64, LN2_LO_32))
+    r = e.sub(r_hi, k_lo)
+    rlo = e.sub(e.sub(r_hi, r), k_lo)                                # Fast2Sum: |r_hi| >= |k_lo|
+    tail = e.fma(e.mul(r, r), e.poly(r, Q64 if e.f64 else Q32), rlo)
+    return r, tail, k
 
 
 def _scale(e, p, k):
@@ -137,21 +141,26 @@ def emit_exp(builder, x):
     (f32: [-110, 90]), far enough for 0 / inf to come out of the scaling."""
     e = _Emit(builder, x.type)
     xc = e.clamp(x, *((-760.0, 710.0) if e.f64 else (-110.0, 90.0)))
-    p, k = _exp_reduce(e, xc)
-    return _scale(e, p, k)
+    r, tail, k = _exp_reduce(e, xc)
+    return _scale(e, e.add(r, tail), k)
 
 
 def emit_expm1(builder, x):
-    """expm1(x) = 2**k * expm1(r) + (2**k - 1); 2**k - 1 is exact for small k and
-    the fma rounds once.  For k > KBIG the -1 is below 2^-60 relative and we use
-    the exp scaling (which handles overflow)."""
+    """expm1(x) = (2**k - 1) + 2**k r + 2**k tail.  2**k r is exact, 2**k - 1 is
+    kept as a sum of two floats, and the big terms are added with TwoSum, so the
+    cancellation for k = +-1 costs no accuracy.
+    k is capped at KBIG (the -1 is then below 2^-60 relative) and the rest of the
+    power of two is applied afterwards, which overflows to inf where it should."""
     e = _Emit(builder, x.type)
     xc = e.clamp(x, *((-60.0, 710.0) if e.f64 else (-30.0, 90.0)))
-    p, k = _exp_reduce(e, xc)
+    r, tail, k = _exp_reduce(e, xc)
     kbig = e.i(62 if e.f64 else 33)
-    s = e.pow2(e.b.select(e.b.icmp_signed(">", k, kbig), kbig, k))
-    small = e.fma(s, p, e.sub(s, e.c(1.0)))
-    return e.sel(e.b.icmp_signed(">", k, kbig), _scale(e, p, k), small)
+    kc = e.b.select(e.b.icmp_signed(">", k, kbig), kbig, k)
+    s = e.pow2(kc)
+    s_1 = e.sub(s, e.c(1.0))
+    s_1_err = e.sub(e.sub(s, s_1), e.c(1.0))            # s - 1 rounds only for k > mbits+1
+    hi, lo = e.two_sum(s_1, e.mul(s, r))
+    return e.mul(e.add(hi, e.fma(s, tail, e.add(lo, s_1_err))), e.pow2(e.b.sub(k, kc)))
 
 
 # ---------------------------------------------------------------- log family
@@ -164,13 +173,23 @@ T64 = [0.6666666666666735, 0.3999999999941109, 0.28571428743262356, 0.2222219847
 T32 = [0.6666677671700342, 0.39977495582834904, 0.2987307321460509]
 
 
-def _log_core(e, u, kadj, corr):
-    """log(u) + corr for finite u > 0 (u normal); kadj is added to the exponent."""
+def _log_core(e, u, kadj, c=None):
+    """log(u) + c/u for finite u > 0 (u normal); kadj is added to the exponent."""
     d = e.b.sub(e.bits(u), e.i(_float_bits(math.sqrt(0.5), e.f64)))
-    k = e.b.ashr(d, e.i(e.mbits))                       # u / 2**k in [sqrt(1/2), sqrt(2))
+    k = e.b.ashr(d, e.i(e.mbits))                       # u = 2**k * m, m in [sqrt(1/2), sqrt(2))
     m = e.fbits(e.b.sub(e.bits(u), e.b.shl(k, e.i(e.mbits))))
     f = e.sub(m, e.c(1.0))                               # exact (Sterbenz)
-    s = e.div(f, e.add(e.c(2.0), f))
+    two_f = e.add(e.c(2.0), f)
+    if c is None:
+        s, corr = e.div(f, two_f), e.c(0.0)
+    else:   # one division for s = f/(2+f) and c/u = 2**-k (c - c f/m); c = 0 when k > 60.
+        # c/u matters most for tiny x (k = 0, f ~ 0): there the rounded 1/m only
+        # touches the small c f/m term.
+        q = e.div(e.c(1.0), e.mul(two_f, m))
+        s = e.mul(e.mul(f, m), q)
+        kc = e.b.select(e.b.icmp_signed(">", k, e.i(60)), e.i(60), k)
+        c_m = e.fma(e.b.fneg(e.mul(c, f), flags=FASTMATH), e.mul(two_f, q), c)
+        corr = e.mul(c_m, e.pow2(e.b.neg(kc)))
     z = e.mul(s, s)
     R = e.mul(z, e.poly(z, T64 if e.f64 else T32))
     hfsq = e.mul(e.mul(e.c(0.5), f), f)
@@ -193,7 +212,7 @@ def emit_log(builder, x):
     sub = e.cmp("<", x, e.c(2.0 ** (1 - e.bias)))
     u = e.sel(sub, e.mul(x, e.c(2.0 ** (e.mbits + 2))), x)
     kadj = e.b.select(sub, e.i(-(e.mbits + 2)), e.i(0))
-    return _log_specials(e, x, _log_core(e, u, kadj, e.c(0.0)))
+    return _log_specials(e, x, _log_core(e, u, kadj))
 
 
 def emit_log1p(builder, x):
@@ -201,8 +220,8 @@ def emit_log1p(builder, x):
     error of u (exact, as u - 1 is exact), so tiny x gives x."""
     e = _Emit(builder, x.type)
     u = e.add(e.c(1.0), x)
-    corr = e.div(e.sub(x, e.sub(u, e.c(1.0))), u)
-    return _log_specials(e, u, _log_core(e, u, e.i(0), corr))
+    c = e.sub(x, e.sub(u, e.c(1.0)))
+    return _log_specials(e, u, _log_core(e, u, e.i(0), c))
 
 
 # ---------------------------------------------------------------- built from exp/log
@@ -239,25 +258,37 @@ def emit_softplus(builder, x):
 PIO2 = [float.fromhex(h) for h in ("0x1.921fb4p+0", "0x1.4442d0p-24", "0x1.846988p-48",
                                    "0x1.8cc514p-72", "0x1.80dc1cd129025p-95")]
 # sin(r) = r + r^3 S(z), cos(r) = 1 - z/2 + z^2 C(z), z = r^2 <= (pi/4)^2: minimax for
-# the relative error of sin / cos (S: 2^-56.8, C: 2^-59.2).
+# the relative error of sin / cos: S64 2^-56.8, C64 2^-59.2; the degree-3 fits used
+# for float32 inputs (evaluated in double) S32 2^-37.6, C32 2^-42.9.
 S64 = [-0.16666666666666632, 0.008333333333322316, -0.0001984126982972524,
        2.7557313662070972e-06, -2.5050753266787292e-08, 1.5896505084959624e-10]
 C64 = [0.041666666666666595, -0.0013888888888872895, 2.4801587288748213e-05,
        -2.755731414863257e-07, 2.0875696573996533e-09, -1.1358310570774196e-11]
+S32 = [-0.16666666641426636, 0.008333329362293106, -0.00019839327140505037, 2.7182373135937576e-06]
+C32 = [0.04166666661910674, -0.0013888883467255543, 2.4799451550881966e-05, -2.72050464077598e-07]
 
 
-def _sincos_r(e, x):
-    """(sin r, cos r, n as i64) for x = n*pi/2 + r, all in double."""
+def _sincos_r(e, x, exact):
+    """(sin r, cos r, n as i64) for x = n*pi/2 + r, all in double.  exact=False (float32
+    inputs) drops the TwoSum bookkeeping: plain subtractions leave a relative error
+    ~2^-50 in r, far below float32 resolution."""
     shift = 1.5 * 2.0 ** 52
     t = e.fma(x, e.c(2 / math.pi), e.c(shift))
     nf = e.sub(t, e.c(shift))
     n = e.bits(t)                                        # low bits = n mod 4
-    hi = e.sub(x, e.mul(nf, e.c(PIO2[0])))
+    r = e.sub(x, e.mul(nf, e.c(PIO2[0])))                # exact (Sterbenz)
+    if not exact:
+        for p in PIO2[1:]:
+            r = e.sub(r, e.mul(nf, e.c(p)))
+        z = e.mul(r, r)
+        sin_r = e.fma(e.mul(r, z), e.poly(z, S32), r)
+        cos_r = e.fma(e.mul(z, z), e.poly(z, C32), e.fma(e.c(-0.5), z, e.c(1.0)))
+        return sin_r, cos_r, n
     lo = e.c(0.0)
     for p in PIO2[1:4]:
-        hi, err = e.two_sum(hi, e.b.fneg(e.mul(nf, e.c(p)), flags=FASTMATH))
+        r, err = e.two_sum(r, e.b.fneg(e.mul(nf, e.c(p)), flags=FASTMATH))
         lo = e.add(lo, err)
-    r, rlo = e.two_sum(hi, e.sub(lo, e.mul(nf, e.c(PIO2[4]))))
+    r, rlo = e.two_sum(r, e.sub(lo, e.mul(nf, e.c(PIO2[4]))))
     z = e.mul(r, r)
     # sin(r + rlo) ~ r + r^3 S(z) + rlo (1 - z/2)
     sin_r = e.add(r, e.fma(e.mul(r, z), e.poly(z, S64), e.fma(e.mul(e.c(-0.5), z), rlo, rlo)))
@@ -274,7 +305,7 @@ def _trig(builder, x, quadrant_shift, make):
     xe = _Emit(builder, x.type)
     xd = x if xe.f64 else builder.fpext(x, ir.DoubleType())
     e = _Emit(builder, ir.DoubleType())
-    sin_r, cos_r, n = _sincos_r(e, xd)
+    sin_r, cos_r, n = _sincos_r(e, xd, exact=xe.f64)
     y = make(e, sin_r, cos_r, builder.add(n, e.i(quadrant_shift)))
     y = e.sel(e.cmp(">", e.abs(xd), e.c(TRIG_MAX)), e.c(math.nan), y)
     return y if xe.f64 else builder.fptrunc(y, x.type)
