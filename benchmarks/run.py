@@ -379,10 +379,25 @@ def compile_times(name: str, smoke: bool, backend: str) -> dict:
             lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
             if p.returncode != 0 or not lines:
                 err = (p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1]
-                out[phase] = {"error": err[:110]}
+                if p.returncode < 0:
+                    err = f"killed by signal {-p.returncode}: {err}"
+                out[phase] = {"error": err[:110], "returncode": p.returncode}
                 break
             out[phase] = json.loads(lines[-1][len("RESULT "):])
     return out
+
+
+def format_compile_times(ct: dict) -> str:
+    parts = []
+    for phase in ("cold", "cached"):
+        d = ct.get(phase, {})
+        if "error" in d:
+            parts.append(f"{phase}: error {d['error']}")
+        elif d:
+            parts.append(f"{phase}: compile {fmt_time(d['compile'])} + "
+                         f"first call {fmt_time(d['first_call'])} "
+                         f"(import {fmt_time(d['import'])})")
+    return "; ".join(parts)
 
 
 # ------------------------------------------------------------------ one workload
@@ -418,10 +433,18 @@ def run_workload(w: W.Workload, ns, refs: dict) -> Report:
             row.check = "ok"
 
     # --- chainrule, one row per backend; the first that works is the base
-    compiled: dict[str, Any] = {}
     for backend in ns.backends:
         row = Row(f"chainrule[{backend}]")
         rep.rows.append(row)
+        if not ns.no_compile_time:
+            # in fresh processes first: a crash there must not kill this one
+            ct = compile_times(w.name, smoke, backend)
+            rep.extra[f"compile[{backend}]"] = ct
+            rep.compile_rows.append((row.label, format_compile_times(ct)))
+            if ct.get("cold", {}).get("returncode", 0) < 0:
+                row.error = ("not run in-process: crashed in the compile "
+                             f"subprocess ({ct['cold']['error']})")
+                continue
         try:
             fn = compile_chainrule(w.source(smoke), backend)
             got = normalize_result(fn.value_and_grad(**args), w.params)
@@ -430,7 +453,6 @@ def run_workload(w: W.Workload, ns, refs: dict) -> Report:
             if ns.verbose:
                 traceback.print_exc()
             continue
-        compiled[backend] = fn
         check(row, got)
         if reference is None:
             reference = (row.label, got)
@@ -447,7 +469,9 @@ def run_workload(w: W.Workload, ns, refs: dict) -> Report:
             except Exception as e:  # noqa: BLE001
                 row0.error = short_error(e)
             label, entry = native_entry(fn, w, args)
-            if label is None:
+            if label is None and backend == "numpy":
+                pass  # the reference interpreter has no native code
+            elif label is None:
                 rep.rows.append(Row(f"chainrule[{backend}] native only",
                                     error="skipped: " + entry))
             else:
@@ -504,22 +528,6 @@ def run_workload(w: W.Workload, ns, refs: dict) -> Report:
                               memory_read_gbps(nbytes, budget, min_samples))
         rep.extra["bytes"] = nbytes
 
-    # --- compile times
-    for backend, fn in compiled.items():
-        if ns.no_compile_time:
-            break
-        ct = compile_times(w.name, smoke, backend)
-        rep.extra[f"compile[{backend}]"] = ct
-        parts = []
-        for phase in ("cold", "cached"):
-            d = ct.get(phase, {})
-            if "error" in d:
-                parts.append(f"{phase}: error {d['error']}")
-            elif d:
-                parts.append(f"{phase}: compile {fmt_time(d['compile'])} + "
-                             f"first call {fmt_time(d['first_call'])} "
-                             f"(import {fmt_time(d['import'])})")
-        rep.compile_rows.append((f"chainrule[{backend}]", "; ".join(parts)))
     for kind, t in first_calls.items():
         what = "trace + XLA compile + run" if kind == "jax" else \
             "dynamo + inductor compile (fwd+bwd) + run"

@@ -486,17 +486,17 @@ class Renderer:
         """Function notation for everything without an operator of its own."""
         s = self.syntax
         op = node.op
+        if op == "broadcast":  # broadcast(reshape(x, [1]), [N]) is broadcast(x, [N])
+            x = node.inputs[0]
+            while x.op == "reshape" and self.label(x) is None and _adds_leading_ones(x):
+                x = x.inputs[0]
+            return s.call(op, [self._expr(x, False)[0], s.shape(node.shape)])
         if node.prim.family == ELEMENTWISE_FAMILY:
             args = [t for t, _ in self._operands(node)]
         else:
             args = [self._expr(x, False)[0] for x in node.inputs]
         if op == "convert":
             return s.call(node.dtype, args)
-        if op == "broadcast":  # broadcast(reshape(x, [1]), [N]) is broadcast(x, [N])
-            x = node.inputs[0]
-            while x.op == "reshape" and self.label(x) is None and _adds_leading_ones(x):
-                x = x.inputs[0]
-            return s.call(op, [self._expr(x, False)[0], s.shape(node.shape)])
         if op == "reshape":
             return s.call(op, args + [s.shape(node.shape)])
         if op == "transpose":

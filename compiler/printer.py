@@ -174,10 +174,10 @@ def equations(program: Program, grad: bool, renderer_for) -> tuple[list, list, l
     defined: set[Node] = set()
     for param, g in program.grads if grad else ():
         lhs = plan.grad_line_name(param)
-        if g in plan.deferred and g not in defined and plan.label(g) == lhs:
+        if g in plan.deferred and g not in defined:
             defined.add(g)
-            gradients.append((lhs, r.define(g, lecture_order=True)))
-        elif plan.label(g) != lhs:
+            gradients.append((plan.label(g), r.define(g, lecture_order=True)))
+        if plan.label(g) != lhs:
             gradients.append((lhs, r.reference(g)))
     return forward, backward, gradients
 

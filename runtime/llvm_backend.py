@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from chainrule.compiler.codegen.abi import build_module
+from chainrule.compiler.codegen.abi import build_module, scalar_only
 from chainrule.compiler.program import Program
 from chainrule.runtime import jit
 
@@ -27,7 +27,7 @@ class LLVMBackend:
         self.program = program
         digest = hashlib.sha256(program.source.text.encode()).hexdigest()[:12]
         self.name = f"cr_{digest}"
-        self.module = build_module(program, self.name)
+        self.module = build_module(program, self.name, python_wrappers=True)
         self.compiled = jit.compile_ir(self.module.llvm_ir, key_parts=(self.name,), cpu=cpu)
         n_dims = len(self.module.dims)
         n_args = len(program.args)
@@ -43,6 +43,12 @@ class LLVMBackend:
         self._work_size = ctypes.CFUNCTYPE(ctypes.c_int64, *([ctypes.c_int64] * n_dims))(
             self.compiled.address(f"{self.name}_work_size"))
         self._local = threading.local()
+        self.fast = {}
+        if scalar_only(self.module.program) and np.float64.__basicsize__ == 24:
+            for with_grad, suffix in ((True, "value_and_grad"), (False, "value")):
+                native = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.py_object)(
+                    self.compiled.address(f"{self.name}_{suffix}_py"))
+                self.fast[with_grad] = native  # called as native(args_tuple, numpy.float64)
 
     @property
     def optimized_ir(self) -> str:

@@ -194,6 +194,18 @@ def test_run_tensor_program_summary(capsys, tmp_path):
         np.testing.assert_allclose(saved["grad_w"], fn.grad(**arrays)["w"])
 
 
+def test_run_llvm_backend_matches_the_api(capsys, tmp_path):
+    arrays = neuron_arrays(np.random.default_rng(2))
+    np.savez(tmp_path / "in.npz", **arrays)
+    code, _, err = run(capsys, "run", EXAMPLES / "neuron.expr", "--inputs", tmp_path / "in.npz",
+                       "-o", tmp_path / "out.npz", "--backend", "llvm")
+    assert code == 0, err
+    grads = chainrule.compile_file(EXAMPLES / "neuron.expr").grad(**arrays)
+    with np.load(tmp_path / "out.npz") as saved:
+        for p, g in grads.items():
+            np.testing.assert_allclose(saved[f"grad_{p}"], g, rtol=1e-12)
+
+
 def test_run_without_output_file_only_prints(capsys, tmp_path):
     np.savez(tmp_path / "in.npz", **neuron_arrays(np.random.default_rng(1)))
     code, out, _ = run(capsys, "run", EXAMPLES / "neuron.expr", "--inputs", tmp_path / "in.npz")

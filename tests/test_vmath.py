@@ -23,13 +23,13 @@ OPS = sorted(vmath.EMITTERS)
 TRIG = {"sin", "cos", "tan"}
 
 # max ulp error allowed; measured maxima (f64 / f32) in the comments
-MAX_ULP = {"exp": 1.0,        # 0.80 / 0.81
+MAX_ULP = {"exp": 1.25,       # 0.96 / 0.93
            "expm1": 1.0,      # 0.89 / 0.71
            "log": 1.0,        # 0.77 / 0.76
            "log1p": 1.0,      # 0.75 / 0.74
            "tanh": 2.5,       # 2.21 / 2.04
-           "sigmoid": 2.25,   # 1.91 / 1.82
-           "softplus": 1.75,  # 1.45 / 1.40
+           "sigmoid": 2.5,    # 1.99 / 1.99
+           "softplus": 1.75,  # 1.45 / 1.46
            "sin": 1.0,        # 0.76 / 0.50
            "cos": 1.0,        # 0.75 / 0.50
            "tan": 2.25}       # 1.92 / 0.50

@@ -20,6 +20,7 @@ from llvmlite import ir
 from chainrule.compiler.codegen.emit import FunctionEmitter, Sizes, workspace_layout
 from chainrule.compiler.codegen.loops import I32, I64, PTR
 from chainrule.compiler.codegen.matmul import emit_gemm
+from chainrule.compiler.codegen.pywrap import emit_wrapper
 from chainrule.compiler.matvec import matvec_to_reductions
 from chainrule.compiler.program import Program
 from chainrule.compiler.schedule import Plan, plan
@@ -33,6 +34,7 @@ class Module:
     llvm_ir: str
     dims: tuple[str, ...]
     plans: dict[bool, Plan]
+    program: Program  # as compiled (after codegen preparation)
 
 
 def _signature(program: Program, dims, with_grad: bool) -> ir.FunctionType:
@@ -40,7 +42,16 @@ def _signature(program: Program, dims, with_grad: bool) -> ir.FunctionType:
     return ir.FunctionType(I32, [I64] * len(dims) + [PTR] * n_ptrs + [PTR])
 
 
-def build_module(program: Program, name: str, vector_bits: int | None = None) -> Module:
+def scalar_only(program: Program) -> bool:
+    """Every argument, output and gradient is an f64 scalar: the CPython wrapper applies."""
+    nodes = [n for _, n in program.outputs] + [n for _, n in program.grads]
+    return not program.symbolic_dims and \
+        all(a.type.shape == () and a.type.dtype == "f64" for a in program.args) and \
+        all(n.shape == () and n.dtype == "f64" for n in nodes)
+
+
+def build_module(program: Program, name: str, vector_bits: int | None = None,
+                 python_wrappers: bool = False) -> Module:
     program = matvec_to_reductions(program)
     dims = program.symbolic_dims
     module = ir.Module(name=name)
@@ -60,8 +71,11 @@ def build_module(program: Program, name: str, vector_bits: int | None = None) ->
                 arg.add_attribute("noalias")
         fn.attributes.add("nounwind")
         FunctionEmitter(fn, plans[with_grad], program, dims, gemm, gemm_pack).run()
+        if python_wrappers and scalar_only(program):
+            n_results = len(program.outputs) + (len(program.grads) if with_grad else 0)
+            emit_wrapper(module, f"{name}_{suffix}_py", fn, len(program.args), n_results)
     _emit_work_size(module, name, program, dims, plans, gemm_pack)
-    return Module(name, str(module), dims, plans)
+    return Module(name, str(module), dims, plans, program)
 
 
 def _emit_work_size(module, name, program, dims, plans, gemm_pack) -> None:

@@ -103,19 +103,27 @@ def _float_bits(v, f64):
 LN2_HI_64, LN2_LO_64 = float.fromhex("0x1.62e42fee00000p-1"), float.fromhex("0x1.a39ef35793c76p-33")
 LN2_HI_32, LN2_LO_32 = float.fromhex("0x1.62e4p-1"), float.fromhex("0x1.7f7d1cf79abcap-20")
 
-# expm1(r) = r + r^2 * Q(r) on |r| <= 0.3474; minimax for the error weighted by |r|+0.01
-# (relative error of expm1 and of exp = 1 + expm1).  f64: 2^-60, f32: 2^-28.7.
+# expm1(r) = r + r^2 Q(r) on |r| <= 0.3474 (ln2/2 with slack), minimax fits:
+#   Q64/Q32 for expm1, error weighted by |r| + 0.01 (~relative error of expm1):
+#     f64 degree 10, 2^-60;  f32 degree 5, 2^-28.7
+#   QE64/QE32 for exp only, relative error of e^r = 1 + r + r^2 Q:
+#     f64 degree 9, 2^-56.5;  f32 degree 4, 2^-27.8
 Q64 = [0.5, 0.16666666666666677, 0.0416666666666667, 0.008333333333321744,
        0.001388888888886704, 0.00019841269885973993, 2.4801587360382782e-05,
        2.755724425571182e-06, 2.755724278008429e-07, 2.5109052268212695e-08,
        2.0924465211779295e-09]
 Q32 = [0.5000000044702536, 0.16666666815803988, 0.04166635849091225,
        0.008333273195056933, 0.0013940830603303162, 0.00019914152181149677]
+QE64 = [0.5000000000000011, 0.16666666666666408, 0.04166666666652866, 0.008333333333496793,
+        0.001388888894412363, 0.00019841269502732773, 2.4801492504402937e-05,
+        2.7557588613089617e-06, 2.763048583353148e-07, 2.4999754169248538e-08]
+QE32 = [0.49999993383289326, 0.16666519601205854, 0.041668399727000205,
+        0.008368843930955827, 0.0013814355792083346]
 
 
 def _exp_reduce(e, x):
-    """Return (r, tail, k): x = k*ln2 + r + rlo, and expm1(r + rlo) ~ r + tail with
-    tail = r^2 Q(r) + rlo (rlo is the rounding error of r, kept for expm1's sake)."""
+    """Return (r, rlo, k) with x = k*ln2 + r + rlo, |r| <= ln2/2, k an integer of e.ity;
+    rlo is the rounding error of r (expm1 needs it, exp does not)."""
     shift = 1.5 * 2.0 ** e.mbits              # adding it rounds to an integer held in the low mantissa bits
     t = e.fma(x, e.c(1 / math.log(2)), e.c(shift))
     kf = e.sub(t, e.c(shift))
@@ -124,8 +132,7 @@ def _exp_reduce(e, x):
     k_lo = e.mul(kf, e.pick(LN2_LO_64, LN2_LO_32))
     r = e.sub(r_hi, k_lo)
     rlo = e.sub(e.sub(r_hi, r), k_lo)                                # Fast2Sum: |r_hi| >= |k_lo|
-    tail = e.fma(e.mul(r, r), e.poly(r, Q64 if e.f64 else Q32), rlo)
-    return r, tail, k
+    return r, rlo, k
 
 
 def _scale(e, p, k):
@@ -137,23 +144,24 @@ def _scale(e, p, k):
 
 
 def emit_exp(builder, x):
-    """exp(x) = 2**k * (1 + expm1(r)).  Inputs are clamped to [-760, 710]
+    """exp(x) = 2**k * (1 + r + r^2 QE(r)).  Inputs are clamped to [-760, 710]
     (f32: [-110, 90]), far enough for 0 / inf to come out of the scaling."""
     e = _Emit(builder, x.type)
     xc = e.clamp(x, *((-760.0, 710.0) if e.f64 else (-110.0, 90.0)))
-    r, tail, k = _exp_reduce(e, xc)
-    return _scale(e, e.add(r, tail), k)
+    r, _, k = _exp_reduce(e, xc)
+    return _scale(e, e.fma(e.mul(r, r), e.poly(r, QE64 if e.f64 else QE32), r), k)
 
 
 def emit_expm1(builder, x):
-    """expm1(x) = (2**k - 1) + 2**k r + 2**k tail.  2**k r is exact, 2**k - 1 is
-    kept as a sum of two floats, and the big terms are added with TwoSum, so the
-    cancellation for k = +-1 costs no accuracy.
+    """expm1(x) = (2**k - 1) + 2**k r + 2**k tail, tail = r^2 Q(r) + rlo.  2**k r is
+    exact, 2**k - 1 is kept as a sum of two floats, and the big terms are added
+    with TwoSum, so the cancellation for k = +-1 costs no accuracy.
     k is capped at KBIG (the -1 is then below 2^-60 relative) and the rest of the
     power of two is applied afterwards, which overflows to inf where it should."""
     e = _Emit(builder, x.type)
     xc = e.clamp(x, *((-60.0, 710.0) if e.f64 else (-30.0, 90.0)))
-    r, tail, k = _exp_reduce(e, xc)
+    r, rlo, k = _exp_reduce(e, xc)
+    tail = e.fma(e.mul(r, r), e.poly(r, Q64 if e.f64 else Q32), rlo)
     kbig = e.i(62 if e.f64 else 33)
     kc = e.b.select(e.b.icmp_signed(">", k, kbig), kbig, k)
     s = e.pow2(kc)
