@@ -37,6 +37,13 @@ def _mask_of(g: Node) -> tuple[Node, bool] | None:
     return None
 
 
+def _is_constant(x: Node) -> bool:
+    """Constants are shared by every use (hash-consing): they never get an adjoint's name."""
+    while x.op in ("broadcast", "reshape"):
+        x = x.inputs[0]
+    return x.op == "const"
+
+
 def _is_zero(x: Node) -> bool:
     while x.op == "broadcast":
         x = x.inputs[0]
@@ -101,7 +108,7 @@ def gradients(program: Program, wrt: tuple[str, ...] | None = None) -> Program:
         if g is None or node.op == "arg":
             continue
         label = program.names.get(node)
-        if label and g not in program.names:
+        if label and g not in program.names and not _is_constant(g):
             adjoint_names.setdefault(g, f"d{loss_name}/d{label}")
         vjp = node.prim.vjp
         if vjp is None:

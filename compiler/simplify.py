@@ -16,8 +16,8 @@ from chainrule.compiler.rewrite import rewrite_program
 
 
 def _scalar_const(x: Node) -> float | None:
-    """The value of a constant, seen through broadcasts."""
-    while x.op == "broadcast":
+    """The value of a constant, seen through broadcasts and reshapes."""
+    while x.op in ("broadcast", "reshape"):
         x = x.inputs[0]
     return x.attr("value") if x.op == "const" else None
 
@@ -39,11 +39,27 @@ def _fold(node: Node) -> Node | None:
     return ops.full(float(out), node.dtype, node.shape)
 
 
+def _hoist_broadcast(n: Node) -> Node | None:
+    """op(broadcast(a), broadcast(b)) -> broadcast(op(a, b)): compute on the small shape."""
+    if n.prim.family != "elementwise" or not n.inputs or \
+            not all(i.op == "broadcast" for i in n.inputs):
+        return None
+    sources = [i.inputs[0] for i in n.inputs]
+    shape = max((s.shape for s in sources), key=len)
+    if shape == n.shape or any(s.shape not in ((), shape) for s in sources):
+        return None
+    small = make(n.op, [ops.broadcast_to(s, shape) for s in sources], **dict(n.attrs))
+    return ops.broadcast_to(small, n.shape)
+
+
 def _rewrite(n: Node) -> Node | None:
     """One identity applied to `n`, or None."""
     folded = _fold(n)
     if folded is not None:
         return folded
+    hoisted = _hoist_broadcast(n)
+    if hoisted is not None:
+        return hoisted
     op, ins = n.op, n.inputs
     if op == "add":
         if _is(ins[1], 0.0):
@@ -61,6 +77,8 @@ def _rewrite(n: Node) -> Node | None:
             return ins[1]
         if _is(ins[1], -1.0):
             return ops.neg(ins[0])
+        if _is(ins[0], -1.0):
+            return ops.neg(ins[1])
     if op == "div" and _is(ins[1], 1.0):
         return ins[0]
     if op == "neg" and ins[0].op == "neg":
