@@ -141,10 +141,13 @@ def plan(program: Program, with_grad: bool) -> Plan:
         for n in order:
             if n.op == "matmul":
                 grown.update(i for i in n.inputs if not _matrix_addressable(i, grown))
-            if n.op == "broadcast" and n.shape != n.inputs[0].shape \
-                    and not _is_cheap(n.inputs[0], grown):
-                grown.add(_under_views(n.inputs[0]))
         cost: dict[Node, int] = {}
+        for n in order:
+            # an expanding broadcast would recompute its operand for every copy
+            if n.op == "broadcast" and n.shape != n.inputs[0].shape \
+                    and not _is_cheap(n.inputs[0], grown) \
+                    and _cost(_under_views(n.inputs[0]), grown, cost) > 1:
+                grown.add(_under_views(n.inputs[0]))
         for n, owners in _kernel_reach(order, grown, consumers).items():
             domains = {_domain(o) for o in owners}
             if len(domains) > 1 and n.dtype != "bool" and _cost(n, grown, cost) >= EXPENSIVE:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from chainrule.grammar.source import Source
 from chainrule.runtime import arguments
 
 BACKENDS = ("numpy", "llvm")
-DEFAULT_BACKEND = "numpy"
+DEFAULT_BACKEND = "llvm"
 
 
 class Function:
@@ -138,11 +139,29 @@ def compile(source: str, *, backend: str | None = None, wrt: Any = None,
     backend = backend or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if not isinstance(source, str):
+        raise TypeError(f"source must be the program text (str), got {type(source).__name__}")
     if isinstance(wrt, str):
         wrt = (wrt,)
-    program = build_program(Source(source, filename), wrt=None if wrt is None else tuple(wrt),
-                            dtype=dtype)
-    return Function(program, backend)
+    wrt = None if wrt is None else tuple(wrt)
+    key = (source, filename, backend, wrt, dtype)
+    with _compiled_lock:  # compiling the same program twice in a process is free
+        if key in _compiled:
+            return _compiled[key]
+    program = build_program(Source(source, filename), wrt=wrt, dtype=dtype)
+    fn = Function(program, backend)
+    with _compiled_lock:
+        return _compiled.setdefault(key, fn)
+
+
+_compiled: dict[tuple, Function] = {}
+_compiled_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget the functions compiled in this process (e.g. after changing a primitive's rule)."""
+    with _compiled_lock:
+        _compiled.clear()
 
 
 def compile_file(path: str | os.PathLike, **options: Any) -> Function:

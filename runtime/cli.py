@@ -92,12 +92,18 @@ def _show_arguments(p: argparse.ArgumentParser) -> None:
                    help="equations as text (default) or LaTeX, or a Graphviz digraph")
     p.add_argument("--stats", action="store_true",
                    help="count primitives in the forward and backward programs")
+    p.add_argument("--kernels", action="store_true",
+                   help="print the fused loop schedule of the native code instead")
     p.add_argument("--dtype", choices=("f32", "f64"), help="override every declared dtype")
 
 
 def _show(args: argparse.Namespace) -> int:
     from chainrule.compiler.printer import format_program, format_stats, stats
     program = _program(args.file, args.dtype)
+    if args.kernels:
+        from chainrule.compiler.codegen.abi import describe_kernels
+        sys.stdout.write(describe_kernels(program))
+        return 0
     sys.stdout.write(format_program(program, grad=args.grad, fmt=args.format))
     if args.stats:
         # keep a LaTeX or DOT file valid: the table goes in comments there

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chainrule.runtime import api
+
 import chainrule
 from chainrule.compiler import ops
 from chainrule.compiler.ir import PRIMITIVES
@@ -130,6 +132,7 @@ def test_check_fails_on_a_wrong_gradient(capsys, tmp_path, monkeypatch):
     # d sin = -cos: a sign error in the VJP must be caught
     monkeypatch.setattr(PRIMITIVES["sin"], "vjp",
                         lambda y, g: [ops.neg(ops.mul(g, ops.unary("cos", y.inputs[0])))])
+    api.clear_cache()  # the correct function compiled above must not be reused
     code, out, _ = run(capsys, "check", prog)
     assert code == 1
     assert "FAIL" in out and re.search(r"^x\s.*FAIL$", out, re.M)

@@ -68,7 +68,7 @@ class Gemm:
         """C (+)= A @ B in place, through strides; checks the pack stays in bounds."""
         (M, K), N = A.shape, B.shape[1]
         es = A.itemsize
-        assert C.strides[1] == es and A.dtype == B.dtype == C.dtype
+        assert A.dtype == B.dtype == C.dtype and (C.size == 0 or C.strides[1] == es)
         nbytes = self.pack_bytes(M, N, K)
         assert nbytes == gemm_pack_bytes(self.dtype, M, N, K, self.vector_bits, **self.override)
         raw = np.full(nbytes + 64 + guard, 0xAB, np.uint8)
@@ -76,7 +76,8 @@ class Gemm:
         pack = raw[off:off + nbytes]
         self.fn(M, N, K, A.ctypes.data, A.strides[0] // es, A.strides[1] // es,
                 B.ctypes.data, B.strides[0] // es, B.strides[1] // es,
-                C.ctypes.data, C.strides[0] // es, int(accumulate), pack.ctypes.data)
+                C.ctypes.data, C.strides[0] // es if C.size else N, int(accumulate),
+                pack.ctypes.data)
         assert (raw[off + nbytes:off + nbytes + guard] == 0xAB).all(), "wrote past the pack"
         return C
 

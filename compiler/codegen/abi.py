@@ -78,6 +78,17 @@ def build_module(program: Program, name: str, vector_bits: int | None = None,
     return Module(name, str(module), dims, plans, program)
 
 
+def describe_kernels(program: Program) -> str:
+    """The fused schedule that the native code runs, value and value-and-grad."""
+    prepared = matvec_to_reductions(program)
+    parts = []
+    for with_grad, title in ((False, "value"), (True, "value and grad")):
+        p = plan(prepared, with_grad)
+        parts.append(f"# {title}: {len(p.kernels)} kernels, {len(p.work)} workspace buffers\n"
+                     + p.describe(prepared.names))
+    return "\n\n".join(parts) + "\n"
+
+
 def _emit_work_size(module, name, program, dims, plans, gemm_pack) -> None:
     fn = ir.Function(module, ir.FunctionType(I64, [I64] * len(dims)), f"{name}_work_size")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
