@@ -28,7 +28,8 @@ class LLVMBackend:
         digest = hashlib.sha256(program.source.text.encode()).hexdigest()[:12]
         self.name = f"cr_{digest}"
         self.module = build_module(program, self.name, python_wrappers=True)
-        self.compiled = jit.compile_ir(self.module.llvm_ir, key_parts=(self.name,), cpu=cpu)
+        self.compiled = jit.compile_ir(self.module.llvm_ir, key_parts=(self.name,), cpu=cpu,
+                                       light=self.module.huge)
         n_dims = len(self.module.dims)
         n_args = len(program.args)
         n_out = len(program.outputs)

@@ -126,7 +126,8 @@ def test_check_grows_dims_to_meet_constraints(capsys, tmp_path):
     assert code == 0, out
 
 
-def test_check_fails_on_a_wrong_gradient(capsys, tmp_path, monkeypatch):
+def test_check_fails_on_a_wrong_gradient(capsys, tmp_path, monkeypatch, request):
+    request.addfinalizer(api.clear_cache)  # never leave the wrong function cached
     prog = write(tmp_path, "dim N\nparam x: f64[N]\nloss = sum(sin(x))\noutput loss\n")
     assert run(capsys, "check", prog)[0] == 0
     # d sin = -cos: a sign error in the VJP must be caught

@@ -26,6 +26,9 @@ from chainrule.compiler.program import Program
 from chainrule.compiler.schedule import Plan, plan
 
 
+HUGE_LOOP_BODY = 400  # nodes in one loop body
+
+
 @dataclass
 class Module:
     """The LLVM IR text of a program and what a caller needs to know to call it."""
@@ -35,6 +38,7 @@ class Module:
     dims: tuple[str, ...]
     plans: dict[bool, Plan]
     program: Program  # as compiled (after codegen preparation)
+    huge: bool  # some loop body is so long that unrolling it only costs compile time
 
 
 def _signature(program: Program, dims, with_grad: bool) -> ir.FunctionType:
@@ -63,6 +67,7 @@ def build_module(program: Program, name: str, vector_bits: int | None = None,
         gemm[dtype] = emit_gemm(module, f"{name}.gemm_{dtype}", dtype, vector_bits,
                                 linkage="internal")
         gemm_pack[dtype] = module.globals[f"{name}.gemm_{dtype}_pack_bytes"]
+    largest = 0
     for with_grad, suffix in ((True, "value_and_grad"), (False, "value")):
         fn = ir.Function(module, _signature(program, dims, with_grad), f"{name}_{suffix}")
         n_dims = len(dims)
@@ -70,12 +75,13 @@ def build_module(program: Program, name: str, vector_bits: int | None = None,
             if i >= n_dims:  # callers pass distinct arrays and a private workspace
                 arg.add_attribute("noalias")
         fn.attributes.add("nounwind")
-        FunctionEmitter(fn, plans[with_grad], program, dims, gemm, gemm_pack).run()
+        largest = max(largest, FunctionEmitter(fn, plans[with_grad], program, dims, gemm,
+                                               gemm_pack).run())
         if python_wrappers and scalar_only(program):
             n_results = len(program.outputs) + (len(program.grads) if with_grad else 0)
             emit_wrapper(module, f"{name}_{suffix}_py", fn, len(program.args), n_results)
     _emit_work_size(module, name, program, dims, plans, gemm_pack)
-    return Module(name, str(module), dims, plans, program)
+    return Module(name, str(module), dims, plans, program, largest > HUGE_LOOP_BODY)
 
 
 def describe_kernels(program: Program) -> str:

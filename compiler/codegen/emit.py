@@ -120,6 +120,7 @@ class FunctionEmitter:
         self.prelude = ir.IRBuilder(fn.append_basic_block("prelude"))
         self.sizes = Sizes(self.prelude, self.dim_values)
         self.ssa: dict[Node, ir.Value] = {}
+        self.body_sizes: list[dict] = []
         self.work_ptrs: dict[int, ir.Value] = {}
 
     # --------------------------------------------------------------- the body
@@ -411,6 +412,7 @@ class FunctionEmitter:
     def _loop_body(self, kernel: Kernel, idx: tuple, accumulators: dict) -> None:
         b = self.b
         cache: dict = {}
+        self.body_sizes.append(cache)  # measured after emission: how big loop bodies get
         for item in kernel.items:
             if item.mode != "reduce":
                 self.store(item.target, item.node, idx, self.value(item.node, idx, cache))
@@ -469,9 +471,11 @@ class FunctionEmitter:
 
     _done: set
 
-    def run(self) -> None:
+    def run(self) -> int:
+        """Emit the function; returns the node count of its largest loop body."""
         self._done = set()
         self.emit()
+        return max((len(c) for c in self.body_sizes), default=0)
 
 
 def _is_one(v: ir.Value) -> bool:

@@ -13,6 +13,7 @@ from llvmlite import ir
 
 from chainrule.compiler.codegen import vmath
 from chainrule.compiler.codegen.loops import FLOAT_TYPES
+from chainrule.compiler.codegen.mathfns import math_function
 
 FASTMATH = vmath.FASTMATH  # nsz arcp contract afn: NaN and Inf semantics kept
 REDUCE_FASTMATH = FASTMATH + ("reassoc",)  # reductions may be reordered (vectorized)
@@ -39,9 +40,10 @@ def call(name: str):
 
 
 def vector_math(op: str):
-    """An inline polynomial implementation from vmath (vectorizable)."""
+    """A call to the op's vmath function; the vectorizer swaps in its vector variant."""
     def emit(b: ir.IRBuilder, args: list[ir.Value], node) -> ir.Value:
-        return vmath.EMITTERS[op](b, args[0])
+        dtype = "f64" if isinstance(args[0].type, ir.DoubleType) else "f32"
+        return b.call(math_function(b.module, op, dtype), [args[0]], fastmath=FASTMATH)
     return emit
 
 

@@ -33,16 +33,26 @@ class _Emit:
 
     def __init__(self, builder, ty):
         self.b, self.ty = builder, ty
-        self.f64 = isinstance(ty, ir.DoubleType)
-        if not self.f64 and not isinstance(ty, ir.FloatType):
+        # a vector of floats works lane by lane: the same IR on <n x double>
+        self.lanes = ty.count if isinstance(ty, ir.VectorType) else None
+        elem = ty.element if self.lanes else ty
+        self.f64 = isinstance(elem, ir.DoubleType)
+        if not self.f64 and not isinstance(elem, ir.FloatType):
             raise TypeError("vmath: expected double or float, got %s" % ty)
-        self.ity = ir.IntType(64 if self.f64 else 32)
+        self.ity = self.like(ir.IntType(64 if self.f64 else 32))
         self.mbits = 52 if self.f64 else 23          # explicit mantissa bits
         self.bias = 1023 if self.f64 else 127
 
-    # constants
-    def c(self, v): return ir.Constant(self.ty, v)
-    def i(self, v): return ir.Constant(self.ity, v)
+    def like(self, scalar_type):
+        """`scalar_type`, or a vector of it with as many lanes as x."""
+        return ir.VectorType(scalar_type, self.lanes) if self.lanes else scalar_type
+
+    # constants (splatted across lanes)
+    def c(self, v): return self._const(self.ty, v)
+    def i(self, v): return self._const(self.ity, v)
+
+    def _const(self, ty, v):
+        return ir.Constant(ty, [v] * self.lanes) if self.lanes else ir.Constant(ty, v)
     def pick(self, v64, v32): return self.c(v64 if self.f64 else v32)
 
     # arithmetic, all with FASTMATH
@@ -52,8 +62,10 @@ class _Emit:
     def div(self, a, b): return self.b.fdiv(a, b, flags=FASTMATH)
 
     def intr(self, name, *args):
-        fn = self.b.module.declare_intrinsic(name, [self.ty],
-                                             ir.FunctionType(self.ty, [self.ty] * len(args)))
+        suffix = ("f64" if self.f64 else "f32")
+        full = f"{name}.v{self.lanes}{suffix}" if self.lanes else f"{name}.{suffix}"
+        fn = self.b.module.globals.get(full) or ir.Function(
+            self.b.module, ir.FunctionType(self.ty, [self.ty] * len(args)), full)
         return self.b.call(fn, args, fastmath=FASTMATH)
 
     def fma(self, a, b, c): return self.intr("llvm.fmuladd", a, b, c)   # a*b+c, fused where the CPU can
@@ -311,8 +323,8 @@ def _sincos_r(e, x, exact):
 def _trig(builder, x, quadrant_shift, make):
     """Shared driver: f32 is widened to double; |x| > TRIG_MAX (and inf) give nan."""
     xe = _Emit(builder, x.type)
-    xd = x if xe.f64 else builder.fpext(x, ir.DoubleType())
-    e = _Emit(builder, ir.DoubleType())
+    xd = x if xe.f64 else builder.fpext(x, xe.like(ir.DoubleType()))
+    e = _Emit(builder, xe.like(ir.DoubleType()))
     sin_r, cos_r, n = _sincos_r(e, xd, exact=xe.f64)
     y = make(e, sin_r, cos_r, builder.add(n, e.i(quadrant_shift)))
     y = e.sel(e.cmp(">", e.abs(xd), e.c(TRIG_MAX)), e.c(math.nan), y)
@@ -321,7 +333,7 @@ def _trig(builder, x, quadrant_shift, make):
 
 def _sin_quadrant(e, sin_r, cos_r, n):
     """sin(n*pi/2 + r) = [sin r, cos r, -sin r, -cos r][n mod 4]: bit 1 of n is the sign."""
-    y = e.sel(e.b.trunc(n, ir.IntType(1)), cos_r, sin_r)
+    y = e.sel(e.b.trunc(n, e.like(ir.IntType(1))), cos_r, sin_r)
     sign = e.b.shl(e.b.and_(n, e.i(2)), e.i(62))
     return e.fbits(e.b.xor(e.bits(y), sign))
 
@@ -338,7 +350,7 @@ def emit_cos(builder, x):
 def emit_tan(builder, x):
     """tan = sin r / cos r for even n, -cos r / sin r for odd n."""
     def make(e, sin_r, cos_r, n):
-        odd = e.b.trunc(n, ir.IntType(1))
+        odd = e.b.trunc(n, e.like(ir.IntType(1)))
         num = e.sel(odd, cos_r, sin_r)
         den = e.sel(odd, e.b.fneg(sin_r, flags=FASTMATH), cos_r)
         return e.div(num, den)
