@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from chainrule.compiler.pipeline import build_program
-from chainrule.compiler.program import ArgInfo, Program
+from chainrule.compiler.program import ArgInfo, Program, Signature, signature_of
 from chainrule.grammar.source import Source
 from chainrule.runtime import arguments
 
@@ -24,50 +24,60 @@ class Function:
     the arrays' shapes and checked for consistency.
     """
 
-    def __init__(self, program: Program, backend: str):
-        self.program = program
-        self.backend_name = backend
-        self._backend = _make_backend(program, backend)
-        self._names = tuple(a.name for a in program.args)
-        self._n_out = len(program.outputs)
-        self._fast = getattr(self._backend, "fast", {})
-        self.wrt = tuple(n for n, _ in program.grads)
+    def __init__(self, signature: Signature, backend: Any, backend_name: str,
+                 program: Callable[[], Program]):
+        self.signature = signature
+        self.backend_name = backend_name
+        self._backend = backend
+        self._program = program
+        self._names = tuple(a.name for a in signature.args)
+        self._n_out = len(signature.outputs)
+        self._fast = getattr(backend, "fast", {})
+        self.wrt = tuple(n for n, _ in signature.grads)
+
+    @property
+    def program(self) -> Program:
+        """The typed program (rebuilt from the source on first use after a disk-cache load)."""
+        if callable(self._program):
+            self._program = self._program()
+        return self._program
 
     # ------------------------------------------------------------ introspection
     @property
     def name(self) -> str:
-        return os.path.splitext(os.path.basename(self.program.source.filename))[0]
+        return os.path.splitext(os.path.basename(self.signature.filename))[0]
 
     @property
     def args(self) -> tuple[ArgInfo, ...]:
-        return self.program.args
+        return self.signature.args
 
     @property
     def inputs(self) -> dict[str, str]:
-        return {a.name: str(a.type) for a in self.program.inputs}
+        return {a.name: str(a.type) for a in self.signature.args if a.kind == "input"}
 
     @property
     def params(self) -> dict[str, str]:
-        return {a.name: str(a.type) for a in self.program.params}
+        return {a.name: str(a.type) for a in self.signature.args if a.kind == "param"}
 
     @property
     def outputs(self) -> dict[str, str]:
-        return {n: str(v.type) for n, v in self.program.outputs}
+        return {n: str(t) for n, t in self.signature.outputs}
 
     @property
     def dims(self) -> dict[str, int | None]:
-        return dict(self.program.dims)
+        return dict(self.signature.dims)
 
     def __repr__(self) -> str:
-        sig = ", ".join(f"{a.name}: {a.type}" for a in self.program.args)
+        sig = ", ".join(f"{a.name}: {a.type}" for a in self.signature.args)
         outs = ", ".join(self.outputs)
         return f"<chainrule.Function {self.name}({sig}) -> {outs} [{self.backend_name}]>"
 
     # ------------------------------------------------------------------- calls
     def _prepare(self, positional: tuple, keywords: dict) -> tuple[dict, dict]:
-        given = arguments.collect(self.program.args, positional, keywords)
-        arrays = {a.name: arguments.convert(a, given[a.name]) for a in self.program.args}
-        dims = arguments.bind(self.program.args, arrays, self.program.constraints)
+        sig = self.signature
+        given = arguments.collect(sig.args, positional, keywords)
+        arrays = {a.name: arguments.convert(a, given[a.name]) for a in sig.args}
+        dims = arguments.bind(sig.args, arrays, sig.constraints)
         return arrays, dims
 
     def _result(self, outputs: list) -> Any:
@@ -119,16 +129,6 @@ def _scalar_or_array(v: np.ndarray) -> Any:
     return v[()] if v.ndim == 0 else v
 
 
-def _make_backend(program: Program, backend: str):
-    if backend == "numpy":
-        from chainrule.runtime.numpy_backend import NumpyBackend
-        return NumpyBackend(program)
-    if backend == "llvm":
-        from chainrule.runtime.llvm_backend import LLVMBackend
-        return LLVMBackend(program)
-    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-
-
 def compile(source: str, *, backend: str | None = None, wrt: Any = None,
             filename: str = "<string>", dtype: str | None = None) -> Function:
     """Compile `.expr` source text. Raises `CompileError` with `.line` and `.column`.
@@ -148,10 +148,28 @@ def compile(source: str, *, backend: str | None = None, wrt: Any = None,
     with _compiled_lock:  # compiling the same program twice in a process is free
         if key in _compiled:
             return _compiled[key]
-    program = build_program(Source(source, filename), wrt=wrt, dtype=dtype)
-    fn = Function(program, backend)
+    fn = _build(source, filename, backend, wrt, dtype)
     with _compiled_lock:
         return _compiled.setdefault(key, fn)
+
+
+def _build(source: str, filename: str, backend: str, wrt, dtype) -> Function:
+    def program() -> Program:
+        return build_program(Source(source, filename), wrt=wrt, dtype=dtype)
+
+    if backend == "numpy":
+        from chainrule.runtime.numpy_backend import NumpyBackend
+        built = program()
+        return Function(signature_of(built), NumpyBackend(built), backend, built)
+    from chainrule.runtime.llvm_backend import LLVMBackend, compiler_fingerprint
+    # a program compiled before, in any process, is called without recompiling it
+    alias = ("program-v1", compiler_fingerprint(), source, filename, repr(wrt), repr(dtype))
+    native = LLVMBackend.recall(alias)
+    if native is not None:
+        return Function(native.signature, native, backend, program)
+    built = program()
+    native = LLVMBackend.build(built, alias)
+    return Function(native.signature, native, backend, built)
 
 
 _compiled: dict[tuple, Function] = {}

@@ -394,3 +394,38 @@ def clear_memory_cache() -> None:
     """Forget this process's memo (tests use it to reach the disk cache)."""
     with _memo_lock:
         _memo.clear()
+
+
+# -- aliases: reaching a compiled module without rebuilding its IR --------------
+
+def remember(alias_parts: tuple[str, ...], module: CompiledModule, payload: bytes,
+             cache: ObjectCache | None = _DEFAULT, cpu: str = "native") -> None:  # type: ignore[assignment]
+    """Record on disk that `alias_parts` (e.g. a program's source and options) compiles
+    to `module`, with `payload` (what the caller needs to use it without the source)."""
+    disk = default_cache() if cache is _DEFAULT else cache
+    if disk is not None:
+        disk.put(cache_key("", ("alias",) + alias_parts, cpu), module.key.encode("ascii"), payload)
+
+
+def recall(alias_parts: tuple[str, ...], cache: ObjectCache | None = _DEFAULT,  # type: ignore[assignment]
+           cpu: str = "native") -> tuple[bytes, CompiledModule] | None:
+    """The payload and module remembered for `alias_parts`, or None (then compile anew)."""
+    _process_setup()
+    disk = default_cache() if cache is _DEFAULT else cache
+    if disk is None:
+        return None
+    entry = disk.get_entry(cache_key("", ("alias",) + alias_parts, cpu))
+    if entry is None:
+        return None
+    key_bytes, payload = entry
+    key = key_bytes.decode("ascii", "replace")
+    with _memo_lock:
+        module = _memo.get(key)
+    if module is None:
+        with _llvm_lock:
+            module = _from_disk(key, disk, cpu)
+        if module is None:
+            return None
+        with _memo_lock:
+            module = _memo.setdefault(key, module)
+    return payload, module

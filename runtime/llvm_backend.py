@@ -2,20 +2,28 @@
 
 Arguments are validated once by the API; here they are made contiguous (a
 strided or Fortran-ordered array is copied, never misread), outputs are
-allocated (or taken from `out=`), and the native function runs with the GIL
-released (ctypes releases it). Each thread keeps its own workspace per size,
-so concurrent calls never share scratch memory.
+allocated, and the native function runs with the GIL released (ctypes
+releases it). Each thread keeps its own workspace per size, so concurrent
+calls never share scratch memory.
+
+A compiled program is remembered on disk under its source and options, with
+its signature: a later process calls it without parsing, lowering or
+building IR again.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
+import json
+import pathlib
 import threading
 
 import numpy as np
 
 from chainrule.compiler.codegen.abi import build_module, scalar_only
-from chainrule.compiler.program import Program
+from chainrule.compiler.program import Program, Signature, signature_of
+from chainrule.compiler.shapes import eval_shape
 from chainrule.runtime import jit
 
 _ERRORS = {1: "dims are negative or too small for the program's slices",
@@ -23,33 +31,56 @@ _ERRORS = {1: "dims are negative or too small for the program's slices",
 
 
 class LLVMBackend:
-    def __init__(self, program: Program, cpu: str = "native"):
-        self.program = program
-        digest = hashlib.sha256(program.source.text.encode()).hexdigest()[:12]
-        self.name = f"cr_{digest}"
-        self.module = build_module(program, self.name, python_wrappers=True)
-        self.compiled = jit.compile_ir(self.module.llvm_ir, key_parts=(self.name,), cpu=cpu,
-                                       light=self.module.huge)
-        n_dims = len(self.module.dims)
-        n_args = len(program.args)
-        n_out = len(program.outputs)
-        n_grad = len(program.grads)
-        ptrs = [ctypes.c_void_p]
-        self._value = ctypes.CFUNCTYPE(ctypes.c_int, *([ctypes.c_int64] * n_dims),
-                                       *(ptrs * (n_args + n_out + 1)))(
-            self.compiled.address(f"{self.name}_value"))
-        self._value_and_grad = ctypes.CFUNCTYPE(ctypes.c_int, *([ctypes.c_int64] * n_dims),
-                                                *(ptrs * (n_args + n_out + n_grad + 1)))(
-            self.compiled.address(f"{self.name}_value_and_grad"))
-        self._work_size = ctypes.CFUNCTYPE(ctypes.c_int64, *([ctypes.c_int64] * n_dims))(
-            self.compiled.address(f"{self.name}_work_size"))
+    def __init__(self, signature: Signature, compiled: jit.CompiledModule, name: str,
+                 fast: bool):
+        self.signature = signature
+        self.compiled = compiled
+        self.name = name
+        dims = signature.symbolic_dims
+        n_ptrs = len(signature.args) + len(signature.outputs)
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        self._value = ctypes.CFUNCTYPE(ctypes.c_int, *([i64] * len(dims)), *([ptr] * (n_ptrs + 1)))(
+            compiled.address(f"{name}_value"))
+        self._value_and_grad = ctypes.CFUNCTYPE(
+            ctypes.c_int, *([i64] * len(dims)),
+            *([ptr] * (n_ptrs + len(signature.grads) + 1)))(compiled.address(f"{name}_value_and_grad"))
+        self._work_size = ctypes.CFUNCTYPE(i64, *([i64] * len(dims)))(
+            compiled.address(f"{name}_work_size"))
         self._local = threading.local()
         self.fast = {}
-        if scalar_only(self.module.program) and np.float64.__basicsize__ == 24:
+        if fast and np.float64.__basicsize__ == 24:
             for with_grad, suffix in ((True, "value_and_grad"), (False, "value")):
                 native = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.py_object)(
-                    self.compiled.address(f"{self.name}_{suffix}_py"))
+                    compiled.address(f"{name}_{suffix}_py"))
                 self.fast[with_grad] = native  # called as native(args_tuple, numpy.float64)
+
+    @classmethod
+    def build(cls, program: Program, alias: tuple[str, ...] | None = None,
+              cpu: str = "native") -> "LLVMBackend":
+        """Compile `program`; with `alias`, remember it on disk for `recall`."""
+        digest = hashlib.sha256(program.source.text.encode()).hexdigest()[:12]
+        name = f"cr_{digest}"
+        module = build_module(program, name, python_wrappers=True)
+        compiled = jit.compile_ir(module.llvm_ir, key_parts=(name,), cpu=cpu, light=module.huge)
+        signature = signature_of(program)
+        fast = scalar_only(module.program)
+        if alias is not None:
+            payload = {"signature": signature.to_json(), "name": name, "fast": fast}
+            jit.remember(alias, compiled, json.dumps(payload).encode(), cpu=cpu)
+        return cls(signature, compiled, name, fast)
+
+    @classmethod
+    def recall(cls, alias: tuple[str, ...], cpu: str = "native") -> "LLVMBackend | None":
+        found = jit.recall(alias, cpu=cpu)
+        if found is None:
+            return None
+        payload, compiled = found
+        try:
+            data = json.loads(payload)
+            return cls(Signature.from_json(data["signature"]), compiled, data["name"],
+                       bool(data["fast"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # an entry from another format: compile anew
 
     @property
     def optimized_ir(self) -> str:
@@ -73,14 +104,12 @@ class LLVMBackend:
         return buf[1]
 
     def run(self, arrays: dict, dims: dict, with_grad: bool) -> tuple[list, list]:
-        program = self.program
-        dim_values = tuple(dims[d] for d in self.module.dims)
-        args = [np.ascontiguousarray(arrays[a.name]) for a in program.args]
-        from chainrule.compiler.shapes import eval_shape
-        outputs = [np.empty(eval_shape(n.shape, dims), dtype=_np(n.dtype))
-                   for _, n in program.outputs]
-        grads = [np.empty(eval_shape(n.shape, dims), dtype=_np(n.dtype))
-                 for _, n in program.grads] if with_grad else []
+        sig = self.signature
+        dim_values = tuple(dims[d] for d in sig.symbolic_dims)
+        args = [np.ascontiguousarray(arrays[a.name]) for a in sig.args]
+        outputs = [np.empty(eval_shape(t.shape, dims), dtype=_np(t.dtype)) for _, t in sig.outputs]
+        grads = [np.empty(eval_shape(t.shape, dims), dtype=_np(t.dtype))
+                 for _, t in sig.grads] if with_grad else []
         pointers = [a.ctypes.data for a in args] + [o.ctypes.data for o in outputs] + \
                    [g.ctypes.data for g in grads]
         work = self.workspace(dim_values)
@@ -89,6 +118,20 @@ class LLVMBackend:
         if rc:
             raise ValueError(f"native call failed: {_ERRORS.get(rc, f'error code {rc}')}")
         return outputs, grads
+
+
+@functools.lru_cache(maxsize=1)
+def compiler_fingerprint() -> str:
+    """A hash of chainrule's own code: a remembered program is reused only by the
+    compiler that built it (a changed rule or pass must not meet stale machine code)."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    files = [p for sub in ("grammar", "compiler", "runtime") for p in (root / sub).rglob("*")
+             if p.suffix in (".py", ".lark")]
+    digest = hashlib.sha256()
+    for path in sorted(files + list(root.glob("*.py"))):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _np(dtype: str):

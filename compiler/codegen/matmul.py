@@ -231,31 +231,23 @@ def _for_range(b: ir.IRBuilder, start, stop, step, name: str, at_least_once=Fals
     rewritten into calls to memset.
     """
     pre = b.block
-    cond = b.append_basic_block(f"{name}.cond")
+    cond = None if at_least_once else b.append_basic_block(f"{name}.cond")
     body = b.append_basic_block(f"{name}.body")
     end = b.append_basic_block(f"{name}.end")
-    if at_least_once:
-        b.branch(body)
-        b.position_at_end(body)
-        i = b.phi(I64, name=name)
-        i.add_incoming(start, pre)
-        yield i
-        nxt = b.add(i, step, flags=["nsw"])
-        i.add_incoming(nxt, b.block)
-        b.cbranch(b.icmp_signed("<", nxt, stop), body, end)
-        b.position_at_end(cond)  # unused
-        b.unreachable()
-        b.position_at_end(end)
-        return
-    b.branch(cond)
-    b.position_at_end(cond)
+    b.branch(body if at_least_once else cond)
+    b.position_at_end(body if at_least_once else cond)
     i = b.phi(I64, name=name)
     i.add_incoming(start, pre)
-    b.cbranch(b.icmp_signed("<", i, stop), body, end)
-    b.position_at_end(body)
+    if not at_least_once:
+        b.cbranch(b.icmp_signed("<", i, stop), body, end)
+        b.position_at_end(body)
     yield i
-    i.add_incoming(b.add(i, step, flags=["nsw"]), b.block)
-    b.branch(cond)
+    nxt = b.add(i, step, flags=["nsw"])
+    i.add_incoming(nxt, b.block)
+    if at_least_once:
+        b.cbranch(b.icmp_signed("<", nxt, stop), body, end)
+    else:
+        b.branch(cond)
     b.position_at_end(end)
 
 
@@ -271,14 +263,13 @@ class _Emit:
         self.MV = ir.VectorType(I1, self.W)
         self.VI = ir.VectorType(I64, self.W)
         self.iota = ir.Constant(self.VI, list(range(self.W)))
-        self.zero = ir.Constant(self.T, 0.0)
         self.vzero = ir.Constant(self.V, [0.0] * self.W)
-        self.sfx = f"v{self.W}{'f32' if cfg.dtype == 'f32' else 'f64'}"
+        sfx = f"v{self.W}{cfg.dtype}"  # v16f32, v8f64, ...
         fma = "llvm.fma" if cfg.use_fma else "llvm.fmuladd"
-        self.fma = self._intrinsic(f"{fma}.{self.sfx}", self.V, [self.V] * 3)
-        self.mload = self._intrinsic(f"llvm.masked.load.{self.sfx}.p0", self.V,
+        self.fma = self._intrinsic(f"{fma}.{sfx}", self.V, [self.V] * 3)
+        self.mload = self._intrinsic(f"llvm.masked.load.{sfx}.p0", self.V,
                                      [PTR, self.MV, self.V])
-        self.mstore = self._intrinsic(f"llvm.masked.store.{self.sfx}.p0", ir.VoidType(),
+        self.mstore = self._intrinsic(f"llvm.masked.store.{sfx}.p0", ir.VoidType(),
                                       [self.V, PTR, self.MV])
 
     def _intrinsic(self, name, ret, args):
@@ -530,6 +521,10 @@ def _writeback_transposed(e: _Emit, b, acc, nv, c, ldc, mr, nr, beta):
         smask = e.lane_mask(b, r0, mr)       # lanes are rows r0 + lane of the tile
         lmask = b.and_(smask, bsplat)
         gend = b.append_basic_block(f"wbt.part.g{r0}.end")
+        if r0:  # rows r0.. exist at all? (keeps every address in bounds)
+            gbody = b.append_basic_block(f"wbt.part.g{r0}")
+            b.cbranch(b.icmp_signed("<", _i64(r0), mr), gbody, gend)
+            b.position_at_end(gbody)
         for v in range(nv):
             for l in range(W):
                 if v or l:  # column v*W + l of the tile exists?
