@@ -297,37 +297,53 @@ def normalize_result(res, params) -> tuple[float, dict[str, np.ndarray]]:
     return float(np.asarray(val)), {k: np.asarray(v) for k, v in grads.items()}
 
 
-def native_entry(fn, w: W.Workload, args: dict):
-    """A bare native call of `fn` without the Python-side argument handling.
+def native_entries(fn, w: W.Workload, args: dict) -> tuple[list, list[str]]:
+    """Bare native calls of `fn`, without the Python-side argument handling.
 
-    First a public entry point (any of NATIVE_ENTRY_NAMES, called by keyword
-    or by position); else the llvm backend's ctypes function called directly
-    with pointers prepared once (internal API: skipped when it changes).
-    Returns (label, call) or (None, reason).
+    A public entry point (any of NATIVE_ENTRY_NAMES, called by keyword or by
+    position) if the Function has one; else, through the llvm backend's
+    internals (skipped with a reason when they change): its CPython-API
+    wrapper for scalar programs, called with the argument tuple, and its C
+    function called through ctypes with pointers prepared once.
+    Returns ([(label, call)], [reasons for what was skipped]).
     """
+    pos = tuple(args[n] for n in w.arg_names)
     for name in NATIVE_ENTRY_NAMES:
         f = getattr(fn, name, None)
         if not callable(f):
             continue
-        pos = [args[n] for n in w.arg_names]
         for call in (lambda: f(**args), lambda: f(*pos)):
             try:
                 call()
-                return f"fn.{name}", call
+                return [(f"fn.{name}", call)], []
             except TypeError:
                 continue
-    try:
-        return "bare ctypes call", _llvm_internal_entry(fn, args)
-    except Exception as e:  # noqa: BLE001 - internals may change
-        return None, f"no public native entry; internal probe: {short_error(e)}"
+    found, skipped = [], []
+    for label, probe in (("CPython wrapper", _internal_fast_entry),
+                         ("bare ctypes call", _internal_ctypes_entry)):
+        try:
+            found.append((f"{label} (internal)", probe(fn, pos, args)))
+        except Exception as e:  # noqa: BLE001 - internals may change
+            skipped.append(f"{label}: {short_error(e)}")
+    return found, skipped
 
 
-def _llvm_internal_entry(fn, args: dict):
+def _internal_fast_entry(fn, pos: tuple, args: dict):
+    fast = (getattr(fn, "_fast", None) or getattr(fn._backend, "fast", {})).get(True)
+    if fast is None:
+        raise LookupError("no scalar fast path")
+    fast(pos, np.float64)
+    return lambda: fast(pos, np.float64)
+
+
+def _internal_ctypes_entry(fn, pos: tuple, args: dict):
     b = fn._backend
     native = b._value_and_grad
     arrays, dims = fn._prepare((), args)
-    dim_values = tuple(dims[d] for d in b.module.dims)
-    ins = [np.ascontiguousarray(arrays[a.name]) for a in fn.program.args]
+    sig = getattr(b, "signature", None)
+    dim_names = sig.symbolic_dims if sig is not None else b.module.dims
+    dim_values = tuple(dims[d] for d in dim_names)
+    ins = [np.ascontiguousarray(arrays[a.name]) for a in fn.args]
     outs, grads = b.run(arrays, dims, True)      # arrays of the right shapes
     ptrs = [a.ctypes.data for a in (*ins, *outs, *grads)]
     work = b.workspace(dim_values) or None
@@ -468,17 +484,16 @@ def run_workload(w: W.Workload, ns, refs: dict) -> Report:
                 timed.append((row0, lambda fn=fn: fn.value_and_grad(**arr_args)))
             except Exception as e:  # noqa: BLE001
                 row0.error = short_error(e)
-            label, entry = native_entry(fn, w, args)
-            if label is None and backend == "numpy":
-                pass  # the reference interpreter has no native code
-            elif label is None:
-                rep.rows.append(Row(f"chainrule[{backend}] native only",
-                                    error="skipped: " + entry))
-            else:
+            if backend == "numpy":
+                continue  # the reference interpreter has no native code
+            found, skipped = native_entries(fn, w, args)
+            for label, call in found:
                 rown = Row(f"chainrule[{backend}] {label}", check="-",
-                           note="native call only, pointers prepared once")
+                           note="native call only")
                 rep.rows.append(rown)
-                timed.append((rown, entry))
+                timed.append((rown, call))
+            if skipped:
+                print(f"    note: native-only probes skipped: {'; '.join(skipped)}")
 
     if reference is None:
         ref_np = W._numpy_result(w.numpy_vg(**args))
@@ -559,7 +574,8 @@ def numpy_matmul_gflops(w: W.Workload, args: dict, ns) -> float:
 def print_report(rep: Report, w: W.Workload) -> None:
     base = next((r for r in rep.rows if r.label == rep.base_label and r.timing), None)
     unit = rep.throughput_unit
-    head = (f"    {'implementation':34s} {'median':>9s} {'p25..p75':>19s} "
+    lw = max([34] + [len(r.label) for r in rep.rows])
+    head = (f"    {'implementation':{lw}s} {'median':>9s} {'p25..p75':>19s} "
             f"{'min':>9s} {'n x inner':>11s} {'/chainrule':>10s}")
     if unit:
         head += f" {unit:>8s}"
@@ -567,11 +583,11 @@ def print_report(rep: Report, w: W.Workload) -> None:
     print(head)
     for r in rep.rows:
         if r.timing is None:
-            print(f"    {r.label:34s} {'n/a':>9s}  {r.error or ''}")
+            print(f"    {r.label:{lw}s} {'n/a':>9s}  {r.error or ''}")
             continue
         t = r.timing
         ratio = f"{t.median / base.timing.median:.2f}x" if base else "n/a"
-        line = (f"    {r.label:34s} {fmt_time(t.median):>9s} "
+        line = (f"    {r.label:{lw}s} {fmt_time(t.median):>9s} "
                 f"{fmt_time(t.p25) + '..' + fmt_time(t.p75):>19s} "
                 f"{fmt_time(t.min):>9s} {f'{t.samples}x{t.inner}':>11s} {ratio:>10s}")
         if unit == "GFLOP/s":

@@ -51,9 +51,10 @@ def _is_zero(x: Node) -> bool:
 
 
 def _masked(contribution: Node, mask: tuple[Node, bool] | None) -> Node:
-    if mask is None or mask[0].shape != contribution.shape:
+    if mask is None or mask[0].shape not in ((), contribution.shape):
         return contribution
     m, chosen_when_true = mask
+    m = ops.broadcast_to(m, contribution.shape)  # a scalar choice covers every element
     return ops.where(m, contribution, 0.0) if chosen_when_true else ops.where(m, 0.0, contribution)
 
 
@@ -74,8 +75,8 @@ def _input_masks(node: Node, g: Node) -> list | None:
     mask = _mask_of(g)
     if mask is None:
         return None
-    if node.prim.family == "elementwise":
-        return [mask] * len(node.inputs)
+    if node.prim.family == "elementwise" or mask[0].shape == ():
+        return [mask] * len(node.inputs)  # a scalar choice masks every input whole
     if node.prim.family == "layout" or node.op == "reduce_sum":
         # move a 0/1 indicator of the chosen elements through the same VJP: an
         # input element is chosen when any element it flows into is

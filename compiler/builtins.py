@@ -174,7 +174,7 @@ def _where(args, kwargs):
         raise ArgError("where's first argument must be a comparison such as x > 0", 0)
     a, b = _tensor(args[1], 1), _tensor(args[2], 2)
     if isinstance(a, float) and isinstance(b, float):
-        a = ops.const(a, "f64")
+        a = ops.const(a, mask.inputs[0].dtype)  # numbers take the compared values' dtype
     return ops.where(mask, a, b)
 
 

@@ -33,6 +33,8 @@ def _integer(lowerer, e: Any) -> int | None:
     if e is None:
         return None
     v = lowerer.expr(e)
+    if isinstance(v, int) and not isinstance(v, bool):  # a constant dim
+        return v
     if not (isinstance(v, float) and v == int(v)):
         raise CompileError("indices and slice bounds must be constant integers", e.span)
     return int(v)
@@ -101,6 +103,8 @@ def _slice(lowerer, dim: Size, start: int | None, stop: int | None, step: int, i
         lowerer.require_at_runtime(count, 0, f"slice bounds must not cross on an axis of size {dim}")
     except ShapeError as err:
         raise CompileError(str(err), item.span) from None
+    if isinstance(count, int) and count <= 0:
+        return 0, 0  # bounds that cross select nothing, as in NumPy
     return first, count
 
 

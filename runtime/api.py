@@ -141,6 +141,9 @@ def compile(source: str, *, backend: str | None = None, wrt: Any = None,
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if not isinstance(source, str):
         raise TypeError(f"source must be the program text (str), got {type(source).__name__}")
+    if dtype not in (None, "f32", "f64"):
+        raise ValueError(f"dtype must be 'f32' or 'f64' (or None to keep the declared ones), "
+                         f"got {dtype!r}")
     if isinstance(wrt, str):
         wrt = (wrt,)
     wrt = None if wrt is None else tuple(wrt)

@@ -125,7 +125,9 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dims", type=_dims_arg, action="append", default=[], metavar="B=8,N=5",
                    help="sizes of symbolic dims (repeatable; others default to 3, 4, 5, ...)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
-    p.add_argument("--dtype", choices=("f32", "f64"), help="override every declared dtype")
+    p.add_argument("--dtype", choices=("f32", "f64"), default="f64",
+                   help="evaluate in this dtype (default f64: central differences in f32 are "
+                        "too noisy to judge a gradient; --dtype f32 checks f32 as declared)")
     p.add_argument("--tol", type=float, default=None,
                    help="largest relative error accepted (default 1e-6 for f64, 2e-2 for f32)")
     _backend_argument(p)

@@ -180,6 +180,22 @@ def test_mlp_gradients_via_strides(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["f32", "f64"])
+def test_zero_strides_and_shared_operands(dtype):
+    """Broadcast views (stride 0) and A, B views of one array (x^T x)."""
+    rng = np.random.default_rng(2)
+    t = NP[dtype]
+    g = kernel(dtype)
+    row, col = rng.standard_normal(37).astype(t), rng.standard_normal((37, 1)).astype(t)
+    for A, B in [(np.broadcast_to(row, (45, 37)), rng.standard_normal((37, 29)).astype(t)),
+                 (rng.standard_normal((45, 37)).astype(t), np.broadcast_to(col, (37, 29)))]:
+        C = g(A, B, np.empty((45, 29), t))
+        np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4)
+    x = rng.standard_normal((50, 33)).astype(t)
+    C = g(x.T, x, np.empty((33, 33), t))
+    np.testing.assert_allclose(C, x.T.astype(np.float64) @ x, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
 def test_empty_sum_and_empty_output(dtype):
     g = kernel(dtype)
     t = NP[dtype]

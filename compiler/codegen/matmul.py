@@ -44,10 +44,14 @@ PACK_ALIGN = 64  # bytes; the caller aligns `pack` to this, we align sub-buffers
 # --------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
+def _host_features() -> dict:
+    import llvmlite.binding as llvm
+    return dict(llvm.get_host_cpu_features())
+
+
 def host_vector_bits() -> int:
     """512 with AVX-512F, 256 with AVX2, else 128 (SSE2 is baseline x86-64)."""
-    import llvmlite.binding as llvm
-    feats = llvm.get_host_cpu_features()
+    feats = _host_features()
     if feats.get("avx512f"):
         return 512
     if feats.get("avx2") and feats.get("fma"):
@@ -92,6 +96,7 @@ class GemmConfig:
     nc: int        # columns of a packed B block
     ku: int = 4    # unroll of the micro-kernel k loop
     use_fma: bool = True  # llvm.fma (target has FMA) vs llvm.fmuladd
+    prefetch_c: int = 0
     orient: int = 0       # 0: pick C = AB or C^T = B^T A^T by cost; 1: AB; 2: B^T A^T
 
     @property
@@ -128,8 +133,11 @@ def gemm_config(dtype: str, vector_bits: int | None = None, **override) -> GemmC
     # packed A block (mc x kc) takes about half of L2.
     mc = max(mr, (l2 // 2) // (kc * size) // mr * mr)
     nc = 4096 // nr * nr
+    # llvm.fma without hardware FMA becomes a call to libm's fma(): only 128-bit
+    # (generic x86-64) builds and FMA-less hosts use llvm.fmuladd instead
+    use_fma = bits >= 256 and bool(_host_features().get("fma"))
     cfg = dict(dtype=dtype, vector_bits=bits, mr=mr, nv=nv, kc=kc, mc=mc, nc=nc,
-               use_fma=bits >= 256)
+               use_fma=use_fma)
     cfg.update(override)
     return GemmConfig(**cfg)
 
@@ -421,6 +429,14 @@ def _emit_ukernel(e: _Emit, name: str, nv: int, tc: bool) -> ir.Function:
         b.position_at_end(end)
         return pa_phi, pb_phi, acc_phi
 
+    if cfg.prefetch_c:  # pull the C tile towards L1 while the k loop runs
+        pf = e._intrinsic("llvm.prefetch.p0", ir.VoidType(), [PTR, I32, I32, I32])
+        for r in range(MR):
+            for v in range(nv):
+                off = b.add(b.mul(ldc, _i64(r)), _i64(v * W)) if not tc else \
+                    b.add(b.mul(ldc, _i64(v * W + r % W)), _i64(r // W * W))
+                b.call(pf, [b.gep(pcc, [off], source_etype=e.T), ir.Constant(I32, 1),
+                            ir.Constant(I32, 3), ir.Constant(I32, 1)])
     acc = [[e.vzero] * nv for _ in range(MR)]
     ku = cfg.ku
     nmain = b.sdiv(kc, _i64(ku))

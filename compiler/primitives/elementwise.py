@@ -97,10 +97,20 @@ _binary("mul", np.multiply, lambda y, g: [ops.mul(g, _b(y)), ops.mul(g, _a(y))],
 _binary("div", np.divide,
         lambda y, g: [ops.div(g, _b(y)), ops.neg(ops.mul(ops.div(g, _b(y)), y))], notation="/",
         emit=S.binary("fdiv"))
-# d a^b = b a^(b-1) da + a^b log(a) db
-_binary("pow", np.power,
-        lambda y, g: [ops.mul(g, ops.mul(_b(y), ops.apply("pow", _a(y), ops.sub(_b(y), 1.0)))),
-                      ops.mul(g, ops.mul(y, ops.unary("log", _a(y))))], notation="^",
+def _pow_vjp(y: Node, g: Node) -> list:
+    """d a^b = b a^(b-1) da + a^b log(a) db; a constant b = 0 contributes nothing
+    (written out, 0 * a^-1 would be NaN at a = 0)."""
+    a, b = y.inputs
+    exponent = b
+    while exponent.op == "broadcast":
+        exponent = exponent.inputs[0]
+    if exponent.op == "const" and exponent.attr("value") == 0.0:
+        return [None, None]
+    return [ops.mul(g, ops.mul(b, ops.apply("pow", a, ops.sub(b, 1.0)))),
+            ops.mul(g, ops.mul(y, ops.unary("log", a)))]
+
+
+_binary("pow", np.power, _pow_vjp, notation="^",
         emit=S.power)
 _binary("maximum", np.maximum, _tie_split, emit=S.call("llvm.maximum"))
 _binary("minimum", np.minimum, _tie_split, emit=S.call("llvm.minimum"))
