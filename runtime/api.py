@@ -80,8 +80,8 @@ class Function:
         dims = arguments.bind(sig.args, arrays, sig.constraints)
         return arrays, dims
 
-    def _result(self, outputs: list) -> Any:
-        values = tuple(_scalar_or_array(v) for v in outputs)
+    def _result(self, outputs: list, given: bool = False) -> Any:
+        values = tuple(_scalar_or_array(v, given) for v in outputs)
         return values[0] if len(values) == 1 else values
 
     def _call_fast(self, with_grad: bool, args: tuple, kwargs: dict):
@@ -100,33 +100,52 @@ class Function:
         result = fast(args, np.float64)
         return result or None
 
+    def _take_out(self, kwargs: dict) -> Any:
+        # `out=` names result buffers unless the program has an argument called out
+        return kwargs.pop("out", None) if "out" not in self._names else None
+
     def value(self, *args: Any, **kwargs: Any) -> Any:
-        """The outputs (a tuple when the program has several)."""
-        fast = self._call_fast(False, args, kwargs)
-        if fast is not None:
-            return fast[0] if self._n_out == 1 else fast
+        """The outputs (a tuple when the program has several).
+
+        `out={"loss": array, ...}` writes results into the caller's arrays.
+        """
+        out = self._take_out(kwargs)
+        if out is None:
+            fast = self._call_fast(False, args, kwargs)
+            if fast is not None:
+                return fast[0] if self._n_out == 1 else fast
         arrays, dims = self._prepare(args, kwargs)
-        outputs, _ = self._backend.run(arrays, dims, with_grad=False)
-        return self._result(outputs)
+        buffers = arguments.out_buffers(self.signature, out, arrays, dims, False) \
+            if out is not None else None
+        outputs, _ = self._backend.run(arrays, dims, with_grad=False, out=buffers)
+        return self._result(outputs, out is not None)
 
     def grad(self, *args: Any, **kwargs: Any) -> dict[str, np.ndarray]:
         """d(first output)/d(param) for every param (or every `wrt` param)."""
         return self.value_and_grad(*args, **kwargs)[1]
 
     def value_and_grad(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, np.ndarray]]:
-        fast = self._call_fast(True, args, kwargs)
-        if fast is not None:
-            n = self._n_out
-            return (fast[0] if n == 1 else fast[:n]), dict(zip(self.wrt, fast[n:]))
+        """(outputs, gradients); `out={"loss": a, "grad_W": b}` fills caller arrays."""
+        out = self._take_out(kwargs)
+        if out is None:
+            fast = self._call_fast(True, args, kwargs)
+            if fast is not None:
+                n = self._n_out
+                return (fast[0] if n == 1 else fast[:n]), dict(zip(self.wrt, fast[n:]))
         arrays, dims = self._prepare(args, kwargs)
-        outputs, grads = self._backend.run(arrays, dims, with_grad=True)
-        return self._result(outputs), {n: _scalar_or_array(g) for n, g in zip(self.wrt, grads)}
+        buffers = arguments.out_buffers(self.signature, out, arrays, dims, True) \
+            if out is not None else None
+        outputs, grads = self._backend.run(arrays, dims, with_grad=True, out=buffers)
+        given = out is not None
+        return self._result(outputs, given), \
+            {n: _scalar_or_array(g, given) for n, g in zip(self.wrt, grads)}
 
     __call__ = value
 
 
-def _scalar_or_array(v: np.ndarray) -> Any:
-    return v[()] if v.ndim == 0 else v
+def _scalar_or_array(v: np.ndarray, given: bool = False) -> Any:
+    """A 0-d result becomes a NumPy scalar, unless it is the caller's own out= array."""
+    return v[()] if v.ndim == 0 and not given else v
 
 
 def compile(source: str, *, backend: str | None = None, wrt: Any = None,

@@ -87,3 +87,43 @@ def bind(args: Sequence[ArgInfo], arrays: Mapping[str, np.ndarray],
 def _dim_name(size: Sym) -> str:
     (name, _), = size.terms
     return name
+
+
+def out_buffers(signature, out: Any, arrays: dict, dims: Mapping[str, int],
+                with_grad: bool) -> tuple[list, list]:
+    """Check caller-provided result buffers (`out={"loss": a, "grad_W": b}`).
+
+    Each must be a writeable, C-contiguous array of exactly the result's dtype
+    and shape. An input that shares memory with a buffer is copied first, so
+    writing a result never changes an argument that is still being read.
+    """
+    if not isinstance(out, Mapping):
+        raise TypeError("out must be a dict from output names (and grad_<param>) to arrays")
+    from chainrule.compiler.shapes import eval_shape
+    slots = {n: ("output", i, t) for i, (n, t) in enumerate(signature.outputs)}
+    if with_grad:
+        slots.update({f"grad_{n}": ("grad", i, t) for i, (n, t) in enumerate(signature.grads)})
+    outputs: list = [None] * len(signature.outputs)
+    grads: list = [None] * (len(signature.grads) if with_grad else 0)
+    seen: list[np.ndarray] = []
+    for key, buf in out.items():
+        if key not in slots:
+            raise TypeError(f"out has no result named '{key}'; results: {', '.join(slots)}")
+        kind, index, type_ = slots[key]
+        shape = eval_shape(type_.shape, dims)
+        want = NP_DTYPES[type_.dtype]
+        if not isinstance(buf, np.ndarray):
+            raise TypeError(f"out['{key}'] must be a numpy array, got {type(buf).__name__}")
+        if buf.dtype != want or buf.shape != shape:
+            raise ValueError(f"out['{key}'] must be {want.name} of shape {shape}, "
+                             f"got {buf.dtype.name} of shape {buf.shape}")
+        if not buf.flags.c_contiguous or not buf.flags.writeable:
+            raise ValueError(f"out['{key}'] must be a writeable C-contiguous array")
+        if any(np.may_share_memory(buf, other) for other in seen):
+            raise ValueError(f"out['{key}'] overlaps another result buffer")
+        seen.append(buf)
+        (outputs if kind == "output" else grads)[index] = buf
+        for name, array in arrays.items():
+            if np.may_share_memory(buf, array):
+                arrays[name] = array.copy()
+    return outputs, grads

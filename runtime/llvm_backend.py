@@ -103,13 +103,20 @@ class LLVMBackend:
             buf = cache[size] = (raw, raw.ctypes.data + offset)
         return buf[1]
 
-    def run(self, arrays: dict, dims: dict, with_grad: bool) -> tuple[list, list]:
+    def run(self, arrays: dict, dims: dict, with_grad: bool,
+            out: tuple[list, list] | None = None) -> tuple[list, list]:
+        """Call the native function; `out` holds caller buffers (checked) or None per result."""
         sig = self.signature
         dim_values = tuple(dims[d] for d in sig.symbolic_dims)
         args = [np.ascontiguousarray(arrays[a.name]) for a in sig.args]
-        outputs = [np.empty(eval_shape(t.shape, dims), dtype=_np(t.dtype)) for _, t in sig.outputs]
-        grads = [np.empty(eval_shape(t.shape, dims), dtype=_np(t.dtype))
-                 for _, t in sig.grads] if with_grad else []
+        given_out, given_grads = out if out is not None else ([None] * len(sig.outputs), None)
+        outputs = [b if b is not None else np.empty(eval_shape(t.shape, dims), dtype=_np(t.dtype))
+                   for b, (_, t) in zip(given_out, sig.outputs)]
+        grads = []
+        if with_grad:
+            given_grads = given_grads or [None] * len(sig.grads)
+            grads = [b if b is not None else np.empty(eval_shape(t.shape, dims), dtype=_np(t.dtype))
+                     for b, (_, t) in zip(given_grads, sig.grads)]
         pointers = [a.ctypes.data for a in args] + [o.ctypes.data for o in outputs] + \
                    [g.ctypes.data for g in grads]
         work = self.workspace(dim_values)
