@@ -17,18 +17,23 @@ from chainrule.compiler.codegen.mathfns import math_function
 
 FASTMATH = vmath.FASTMATH  # nsz arcp contract afn: NaN and Inf semantics kept
 REDUCE_FASTMATH = FASTMATH + ("reassoc",)  # reductions may be reordered (vectorized)
+# sqrt and division stay exact: with afn/arcp, x86 turns 1/sqrt(x) into an rsqrt
+# estimate plus a Newton step, which gives NaN for x = inf (and loses bits)
+EXACT = ("nsz", "contract")
 
 
 def intrinsic(b: ir.IRBuilder, name: str, args: list[ir.Value]) -> ir.Value:
     ty = args[0].type
     fn = b.module.declare_intrinsic(name, [ty], ir.FunctionType(ty, [a.type for a in args]))
-    return b.call(fn, args, fastmath=FASTMATH)
+    return b.call(fn, args, fastmath=EXACT if name == "llvm.sqrt" else FASTMATH)
 
 
 def binary(opname: str):
-    """fadd/fsub/fmul/fdiv with the project's fast-math flags."""
+    """fadd/fsub/fmul/fdiv with the project's fast-math flags (division exact)."""
+    flags = EXACT if opname == "fdiv" else FASTMATH
+
     def emit(b: ir.IRBuilder, args: list[ir.Value], node) -> ir.Value:
-        return getattr(b, opname)(args[0], args[1], flags=FASTMATH)
+        return getattr(b, opname)(args[0], args[1], flags=flags)
     return emit
 
 
