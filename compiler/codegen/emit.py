@@ -121,6 +121,7 @@ class FunctionEmitter:
         self.sizes = Sizes(self.prelude, self.dim_values)
         self.ssa: dict[Node, ir.Value] = {}
         self.body_sizes: list[dict] = []
+        self.row_cache: dict | None = None
         self.work_ptrs: dict[int, ir.Value] = {}
 
     # --------------------------------------------------------------- the body
@@ -344,9 +345,13 @@ class FunctionEmitter:
         for part in group.parts:
             accumulators.update(self._start_reductions(part))
         with for_range(self.b, self.sizes.size(group.domain[0]), "row") as i:
+            # values computed at the row level (not inside a part's inner loops)
+            # stay valid for the rest of the row: later parts reuse the registers
+            self.row_cache = {}
             for part in group.parts:
                 self._nest(part, (i,), accumulators)
                 self._done.update(it.node for it in part.items if it.target.kind != "ssa")
+            self.row_cache = None
         for part in group.parts:
             self._finish(part, accumulators)
 
@@ -400,6 +405,8 @@ class FunctionEmitter:
                 del accumulators[node]
                 value = self.b.load(slot, typ=FLOAT_TYPES[node.dtype])
                 self.store(self.plan.storage[node], node, tuple(idx), value)
+                if self.row_cache is not None and len(idx) == 1:
+                    self.row_cache[(node, (id(idx[0]),))] = value
         nest(len(prefix))
 
     def _finish(self, kernel: Kernel, accumulators: dict) -> None:
@@ -411,7 +418,8 @@ class FunctionEmitter:
 
     def _loop_body(self, kernel: Kernel, idx: tuple, accumulators: dict) -> None:
         b = self.b
-        cache: dict = {}
+        rows = self.row_cache
+        cache: dict = {} if rows is None else (rows if len(idx) == 1 else dict(rows))
         self.body_sizes.append(cache)  # measured after emission: how big loop bodies get
         for item in kernel.items:
             if item.mode != "reduce":
