@@ -242,12 +242,18 @@ def _assign(order, materialized: set, roots) -> Plan:
     items = [Item(n, storage[n], _mode(n)) for n in order if n in materialized] + copies
     kernels, produced_in = _place(items, materialized)
     kernels = _fuse_rows(kernels, produced_in, materialized)
-    lifetimes = []
-    for buf in work:
-        users = [k for k, kern in enumerate(kernels) for it in kern.all_items()
-                 if it.target is buf or any(storage.get(d) is buf for d in
-                                            set(_deps(it.node, materialized, it.mode)) | {it.node})]
-        lifetimes.append((min(users), max(users)))
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for k, kern in enumerate(kernels):
+        for it in kern.all_items():
+            touched = [it.target] + [storage[d] for d in _deps(it.node, materialized, it.mode)]
+            if it.node in storage:
+                touched.append(storage[it.node])
+            for buf in touched:
+                if buf.kind == "work":
+                    first.setdefault(buf.index, k)
+                    last[buf.index] = k
+    lifetimes = [(first[b.index], last[b.index]) for b in work]
     matmuls = sum(k.kind == "matmul" for k in kernels)
     return Plan(kernels, storage, work, lifetimes, matmuls)
 
@@ -266,8 +272,8 @@ def _place(items: list[Item], materialized: set) -> tuple[list[Kernel], dict[Nod
     """
     kernels: list[Kernel] = []
     produced_in: dict[Node, Kernel] = {}
+    position: dict[int, int] = {}  # id(kernel) -> index, kept up to date on insertion
     for item in items:
-        position = {id(k): i for i, k in enumerate(kernels)}
         after = 0
         for d, aligned in _item_deps(item, materialized).items():
             k = produced_in[d]
@@ -285,6 +291,8 @@ def _place(items: list[Item], materialized: set) -> tuple[list[Kernel], dict[Nod
         if target is None:
             target = Kernel(kind, item.domain)
             kernels.insert(after, target)
+            for i in range(after, len(kernels)):
+                position[id(kernels[i])] = i
         target.items.append(item)
         if item.mode != "copy":
             produced_in[item.node] = target

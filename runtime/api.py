@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from chainrule.compiler.deepstack import run_deep
 from chainrule.compiler.pipeline import build_program
 from chainrule.compiler.program import ArgInfo, Program, Signature, signature_of
 from chainrule.grammar.source import Source
@@ -170,7 +171,7 @@ def compile(source: str, *, backend: str | None = None, wrt: Any = None,
     with _compiled_lock:  # compiling the same program twice in a process is free
         if key in _compiled:
             return _compiled[key]
-    fn = _build(source, filename, backend, wrt, dtype)
+    fn = run_deep(_build, source, filename, backend, wrt, dtype)
     with _compiled_lock:
         return _compiled.setdefault(key, fn)
 

@@ -1,4 +1,4 @@
-"""The `chainrule` command: show, check and run `.expr` programs.
+"""The `chainrule` command: show, check, run and compile `.expr` programs.
 
 Why the error discipline: a command-line user should see what a compiler
 shows (`file:line:col: error: message`, the line, a caret) or one line
@@ -8,7 +8,7 @@ usage, program or data error, 130 interrupted. A traceback still means a
 bug in chainrule itself.
 
 Each subcommand is an (`add_arguments`, `run`) pair in `COMMANDS`, so new
-ones (an ahead-of-time `compile`) slot in without touching the others.
+ones slot in without touching the others.
 """
 from __future__ import annotations
 
@@ -121,11 +121,14 @@ def _backend_argument(p: argparse.ArgumentParser) -> None:
 
 
 def _check_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="FILE.expr", help="the program")
+    p.add_argument("file", metavar="FILE.expr", nargs="?", help="the program")
+    p.add_argument("--library", metavar="NAME.so",
+                   help="check a library built by `chainrule compile` instead of a program "
+                        "(its own machine code, in its own dtype)")
     p.add_argument("--dims", type=_dims_arg, action="append", default=[], metavar="B=8,N=5",
                    help="sizes of symbolic dims (repeatable; others default to 3, 4, 5, ...)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
-    p.add_argument("--dtype", choices=("f32", "f64"), default="f64",
+    p.add_argument("--dtype", choices=("f32", "f64"),
                    help="evaluate in this dtype (default f64: central differences in f32 are "
                         "too noisy to judge a gradient; --dtype f32 checks f32 as declared)")
     p.add_argument("--tol", type=float, default=None,
@@ -133,22 +136,42 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
     _backend_argument(p)
 
 
+def _library(path: str, dtype: str | None):
+    """A `chainrule compile` library as a Function; its dtypes are fixed at build time."""
+    from chainrule.runtime.library import LibraryError, load_library
+    try:
+        fn = load_library(path)
+    except LibraryError as err:
+        raise UsageError(str(err)) from None
+    built = {a.type.dtype for a in fn.args} | {t.dtype for _, t in fn.signature.outputs}
+    if dtype is not None and built != {dtype}:
+        raise UsageError(f"'{path}' was built for {', '.join(sorted(built))}; its dtype cannot "
+                         f"be changed (rebuild it with chainrule compile --dtype {dtype})")
+    return fn
+
+
 def _check(args: argparse.Namespace) -> int:
     from chainrule.runtime.check import check
     from chainrule.runtime.samples import choose_dims, draw_arguments
-    fn = _function(args.file, args.dtype, args.backend)
+    if (args.file is None) == (args.library is None):
+        raise UsageError("check takes a program FILE.expr or --library NAME.so (one of them)")
+    if args.library is not None:
+        fn = _library(args.library, args.dtype)
+        args.file = args.library
+    else:
+        fn = _function(args.file, args.dtype or "f64", args.backend)
     given = {k: v for d in args.dims for k, v in d.items()}
     try:
-        dims = choose_dims(fn.program, given)
+        dims = choose_dims(fn.signature, given)
     except ValueError as err:
         raise UsageError(str(err)) from None
     rng = np.random.default_rng(args.seed)
-    arrays = draw_arguments(fn.program, dims, rng)
+    arrays = draw_arguments(fn.signature, dims, rng)
     value, grads = _evaluate(fn, arrays)
     note = "inputs ~ normal(0, 0.5^2)"
     if not _all_finite(value, grads):
         # logs and roots of normal samples: retry where the program is defined
-        arrays = draw_arguments(fn.program, dims, rng, positive=True)
+        arrays = draw_arguments(fn.signature, dims, rng, positive=True)
         _evaluate(fn, arrays)
         note = "inputs ~ uniform(0.1, 1) (normal inputs gave non-finite results)"
     with np.errstate(all="ignore"):
@@ -215,6 +238,34 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- compile
+def _compile_arguments(p: argparse.ArgumentParser) -> None:
+    from chainrule.runtime.aot import EMIT_KINDS
+    p.add_argument("file", metavar="FILE.expr", help="the program")
+    p.add_argument("-o", "--outdir", required=True, metavar="OUTDIR",
+                   help="where to write NAME.so, NAME.h, ... (created if missing)")
+    p.add_argument("--name", help="the C name prefix (default: the file stem as a C identifier)")
+    p.add_argument("--emit", default="so,h", metavar=",".join(EMIT_KINDS),
+                   help="what to write: shared library, object, header, optimised LLVM IR, "
+                        "assembly (default so,h)")
+    p.add_argument("--cpu", default="native", metavar="native|generic|CPU",
+                   help="target CPU: this machine's (default), the x86-64 baseline (generic), "
+                        "or an LLVM CPU name")
+    p.add_argument("--dtype", choices=("f32", "f64"), help="override every declared dtype")
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from chainrule.runtime.aot import BuildError, compile_library
+    try:
+        written = compile_library(args.file, args.outdir, name=args.name, emit=args.emit,
+                                  cpu=args.cpu, dtype=args.dtype)
+    except BuildError as err:
+        raise UsageError(str(err)) from None
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 # ------------------------------------------------------------------- main
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "show": ("print the program (and its gradient) as equations, LaTeX or a graph",
@@ -223,6 +274,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
               _check_arguments, _check),
     "run": ("evaluate the outputs and gradients on arrays from an .npz file",
             _run_arguments, _run),
+    "compile": ("compile ahead of time to a shared library and C header for C/C++ programs",
+                _compile_arguments, _compile),
 }
 
 

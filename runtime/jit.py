@@ -37,9 +37,13 @@ from .cache import ObjectCache, default_cache
 __all__ = [
     "CompiledModule",
     "compile_ir",
+    "compile_object",
+    "NativeCode",
     "optimize",
     "target_machine",
     "host_cpu",
+    "describe_target",
+    "gemm_vector_bits",
     "known_cpus",
     "has_libmvec",
     "capi_resolvable",
@@ -186,21 +190,42 @@ def _resolve_cpu(cpu: str) -> tuple[str, str]:
     return cpu, ""
 
 
-def _raw_target_machine(cpu: str, features: str, *, jit: bool) -> llvm.TargetMachine:
+def describe_target(cpu: str) -> str:
+    """The triple and resolved CPU name of `cpu`, for headers and metadata."""
+    _init_native()
+    return f"{llvm.get_process_triple()}, cpu {_resolve_cpu(cpu)[0]}"
+
+
+def gemm_vector_bits(cpu: str) -> int | None:
+    """The vector width the generated GEMM may assume for `cpu` (None: the host's).
+
+    The GEMM kernel is shaped for a vector width and uses `llvm.fma` only where
+    the host has FMA (compiler/codegen/matmul.py); code for another CPU must not
+    assume the host's AVX-512 and FMA (without hardware FMA, `llvm.fma` becomes a
+    libm call per element). LLVM does not tell a named CPU's features, so any
+    CPU but the host's gets the SSE2 baseline kernel: correct everywhere.
+    """
+    if cpu == "native" or _resolve_cpu(cpu)[0] == host_cpu()[0]:
+        return None
+    return 128
+
+
+def _raw_target_machine(cpu: str, features: str, *, jit: bool,
+                        opt: int = 3) -> llvm.TargetMachine:
     target = llvm.Target.from_default_triple()
-    return target.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic",
+    return target.create_target_machine(cpu=cpu, features=features, opt=opt, reloc="pic",
                                         codemodel="jitdefault", jit=jit)
 
 
-def target_machine(cpu: str = "native", *, jit: bool) -> llvm.TargetMachine:
-    """A fresh target machine (opt=3, PIC).
+def target_machine(cpu: str = "native", *, jit: bool, opt: int = 3) -> llvm.TargetMachine:
+    """A fresh target machine (PIC; `opt` is the code generator's level, 3 by default).
 
     Always fresh: MCJIT takes ownership of the machine it is given, and reusing
     one after its engine closed crashed the process.
     """
     _init_native()
     name, features = _resolve_cpu(cpu)
-    return _raw_target_machine(name, features, jit=jit)
+    return _raw_target_machine(name, features, jit=jit, opt=opt)
 
 
 # -- optimisation ------------------------------------------------------------
@@ -228,6 +253,40 @@ def optimize(llvm_ir: str, tm: llvm.TargetMachine, light: bool = False) -> llvm.
         pb = llvm.create_pass_builder(tm, pto)
         pb.getModulePassManager().run(module, pb)
         return module
+
+
+# -- ahead-of-time code -------------------------------------------------------
+
+class NativeCode:
+    """What an ahead-of-time build produces: object bytes, the optimised IR and
+    (when asked for) the assembly, all from one optimised module."""
+
+    def __init__(self, obj: bytes, optimized_ir: str, assembly: str | None) -> None:
+        self.object = obj
+        self.optimized_ir = optimized_ir
+        self.assembly = assembly
+
+
+def compile_object(llvm_ir: str, *, cpu: str = "native", light: bool = False,
+                   link: tuple[str, ...] = (), assembly: bool = False) -> NativeCode:
+    """Optimise `llvm_ir` for `cpu` and emit a relocatable, position-independent object.
+
+    `link` holds further IR modules (e.g. a library's metadata) linked in after
+    optimisation. Nothing is cached or loaded: the code is for another process.
+    Raises ValueError for an unknown `cpu`, before any work.
+    """
+    tm = target_machine(cpu, jit=False)
+    with _llvm_lock:
+        module = optimize(llvm_ir, tm, light)
+        for extra_ir in link:
+            extra = llvm.parse_assembly(extra_ir)
+            extra.triple = tm.triple
+            extra.data_layout = str(tm.target_data)
+            extra.verify()
+            module.link_in(extra)
+        module.verify()
+        return NativeCode(tm.emit_object(module), str(module),
+                          tm.emit_assembly(module) if assembly else None)
 
 
 # -- compiled modules --------------------------------------------------------
@@ -377,7 +436,9 @@ def _from_disk(key: str, disk: ObjectCache, cpu: str) -> CompiledModule | None:
 def _build(key: str, llvm_ir: str, disk: ObjectCache | None, cpu: str,
            light: bool = False) -> CompiledModule:
     start = time.perf_counter()
-    tm = target_machine(cpu, jit=True)
+    # huge straight-line or loop bodies: the code generator's O3 scheduling and
+    # register allocation cost seconds there and gain little
+    tm = target_machine(cpu, jit=True, opt=1 if light else 3)
     module = optimize(llvm_ir, tm, light)
     optimized_ir = str(module)
     obj = tm.emit_object(module)

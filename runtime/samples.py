@@ -11,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from chainrule.compiler.program import Program
+from chainrule.compiler.program import Program, Signature
 from chainrule.compiler.shapes import eval_shape, eval_size
 from chainrule.runtime.arguments import NP_DTYPES
 
@@ -19,18 +19,19 @@ FIRST_SIZE = 3
 MAX_GROWTH = 256
 
 
-def choose_dims(program: Program, given: Mapping[str, int]) -> dict[str, int]:
+def choose_dims(program: Program | Signature, given: Mapping[str, int]) -> dict[str, int]:
     """Sizes for every symbolic dim: `given` ones as they are, others 3, 4, 5, ...
 
     Raises ValueError when `given` names an unknown dim or contradicts a constant one.
     """
     symbolic = program.symbolic_dims
+    declared = dict(program.dims)  # a Program's dict or a Signature's pairs
     for name, value in given.items():
-        if name not in program.dims:
+        if name not in declared:
             known = ", ".join(symbolic) or "none"
             raise ValueError(f"--dims names '{name}', which is not a dim of the program "
                              f"(symbolic dims: {known})")
-        constant = program.dims[name]
+        constant = declared[name]
         if constant is not None and constant != value:
             raise ValueError(f"--dims sets {name} = {value}, but the program declares "
                              f"dim {name} = {constant}")
@@ -47,7 +48,7 @@ def choose_dims(program: Program, given: Mapping[str, int]) -> dict[str, int]:
     return dims
 
 
-def draw_arguments(program: Program, dims: Mapping[str, int], rng: np.random.Generator,
+def draw_arguments(program: Program | Signature, dims: Mapping[str, int], rng: np.random.Generator,
                    positive: bool = False) -> dict[str, np.ndarray]:
     """One array per argument: N(0, 0.5^2), or uniform(0.1, 1) where logs and roots need it."""
     arrays = {}

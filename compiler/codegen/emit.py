@@ -122,6 +122,7 @@ class FunctionEmitter:
         self.ssa: dict[Node, ir.Value] = {}
         self.body_sizes: list[dict] = []
         self.row_cache: dict | None = None
+        self.straight_line = 0  # scalar items: long straight-line code is "huge" too
         self.work_ptrs: dict[int, ir.Value] = {}
 
     # --------------------------------------------------------------- the body
@@ -330,6 +331,7 @@ class FunctionEmitter:
 
     def kernel_scalar(self, kernel: Kernel) -> None:
         cache: dict = {}
+        self.straight_line += len(kernel.items)
         for item in kernel.items:
             self.store(item.target, item.node, (), self.value(item.node, (), cache))
             self._done.add(item.node)
@@ -483,7 +485,7 @@ class FunctionEmitter:
         """Emit the function; returns the node count of its largest loop body."""
         self._done = set()
         self.emit()
-        return max((len(c) for c in self.body_sizes), default=0)
+        return max([len(c) for c in self.body_sizes] + [self.straight_line])
 
 
 def _is_one(v: ir.Value) -> bool:

@@ -2,12 +2,17 @@
 
     void name(i64 M, i64 N, i64 K, T* A, i64 rsa, i64 csa, T* B, i64 rsb,
               i64 csb, T* C, i64 ldc, i32 accumulate, T* pack)
+    i64 name_pack_bytes(i64 M, i64 N, i64 K)
 
-computes  C[i*ldc + j] (= or +=) sum_k A[i*rsa + k*csa] * B[k*rsb + j*csb].
-A and B are addressed through row/column strides, so a transposed operand is
-a stride swap (dW = x^T g, dx = g W^T need no copies). `pack` is caller-owned
-scratch of `gemm_pack_bytes(...)` bytes, 64-byte aligned; the kernel keeps no
-global state, calls nothing external and is thread-safe.
+computes  C[i*ldc + j] (= or +=) sum_k A[i*rsa + k*csa] * B[k*rsb + j*csb]
+(T = float for 'f32', double for 'f64'; accumulate != 0 adds into C, else C
+is only written, never read; K = 0 gives C = 0 or leaves C).  A and B are
+addressed through element strides, so a transposed operand is a stride swap
+(dW = x^T g, dx = g W^T need no copies; zero strides and shared operands are
+fine); C must not overlap A or B.  `pack` is caller-owned scratch of
+name_pack_bytes(M, N, K) == gemm_pack_bytes(dtype, M, N, K) bytes, 64-byte
+aligned (0 bytes, may be NULL, when M, N or K is 0).  No global state, no calls
+outside the module: thread-safe with one pack per thread.
 
 Why this shape (Goto / BLIS):
   for jc in N step NC:                  B block  kc x nc  (L3)
@@ -16,11 +21,15 @@ Why this shape (Goto / BLIS):
         for jr in nc step NR:           B micro-panel kc x NR stays in L1
           for ir in mc step MR:         micro-kernel: MR x NR accumulators
 Packing makes the micro-kernel read two contiguous streams whatever the
-strides are, and zero-pads partial panels so it always runs a full MR x NR
-tile; only the write-back of edge tiles is masked.  The micro-kernel keeps
-MR*NV vector accumulators (NV vectors of W lanes per row, NR = NV*W) in
-registers: per k it loads NV vectors of B and, for each of MR rows,
-broadcasts one element of A into NV fused multiply-adds.
+strides are (row-major A and column-major B are transposed W x W blocks at a
+time in registers), and zero-pads partial panels so the micro-kernel always
+computes a full tile; only the write-back of edge tiles is masked.  The
+micro-kernel keeps MR*NV vector accumulators (NV vectors of W lanes per row,
+NR = NV*W) in registers: per k it loads NV vectors of B and, for each of MR
+rows, broadcasts one element of A into NV fused multiply-adds.
+When N is narrow (a 10-class output layer: 10 of 16 lanes used) the driver
+runs the same nest on C^T = B^T A^T instead, with micro-kernels that
+transpose their tile on the way out.
 """
 from __future__ import annotations
 
@@ -96,7 +105,6 @@ class GemmConfig:
     nc: int        # columns of a packed B block
     ku: int = 4    # unroll of the micro-kernel k loop
     use_fma: bool = True  # llvm.fma (target has FMA) vs llvm.fmuladd
-    prefetch_c: int = 0
     orient: int = 0       # 0: pick C = AB or C^T = B^T A^T by cost; 1: AB; 2: B^T A^T
 
     @property
@@ -176,7 +184,8 @@ class _IrInt:
 def _blocking(o, cfg: GemmConfig, M, N, K):
     """Block sizes actually used for a call; balanced so no tiny last block.
 
-    kcb = ceil(K / ceil(K/KC)),  mcb = roundup(ceil(M / ceil(M/MC)), MR),
+    kcb = min(roundup(ceil(K / ceil(K/KC)), W), K),
+    mcb = roundup(ceil(M / ceil(M/MC)), MR),
     ncp = min(roundup(N, NR), NC);  B pack is kcb x ncp, A pack is mcb x kcb.
     Callers guarantee M, N, K >= 1 (otherwise the divisions are guarded).
     """
@@ -189,7 +198,8 @@ def _blocking(o, cfg: GemmConfig, M, N, K):
     def roundup(a, m):
         return o.mul(cdiv(a, m), m)
 
-    kcb = cdiv(K, cdiv(K, c(cfg.kc)))
+    # a multiple of W unless K is smaller, so the packs' transposes have no k tail
+    kcb = o.min(roundup(cdiv(K, cdiv(K, c(cfg.kc))), c(cfg.lanes)), K)
     mcb = roundup(cdiv(M, cdiv(M, c(cfg.mc))), c(cfg.mr))
     ncp = o.min(roundup(N, c(cfg.nr)), c(cfg.nc))
     return kcb, mcb, ncp
@@ -362,6 +372,20 @@ class _Emit:
         """Store lanes 0..count-1 of vector v at p."""
         b.store(self.prefix(b, v, count), p, align=self.cfg.elem_bytes)
 
+    def load_w(self, b, p, rem=None):
+        """W elements at p, or (rem given) only the first rem, the rest zero."""
+        if rem is None:
+            return self.vload(b, p)
+        return self.masked_load(b, p, self.lane_mask(b, 0, rem))
+
+    def guard(self, b, i: int, rem, exit_block):
+        """Continue only if i < rem (no-op when rem is None or i == 0)."""
+        if rem is None or i == 0:
+            return
+        nxt = b.append_basic_block(f"guard{i}")
+        b.cbranch(b.icmp_signed("<", _i64(i), rem), nxt, exit_block)
+        b.position_at_end(nxt)
+
     def lane_mask(self, b, first: int, count):
         """<W x i1>: lane l is on iff first + l < count."""
         lanes = ir.Constant(self.VI, [first + l for l in range(self.W)])
@@ -429,14 +453,6 @@ def _emit_ukernel(e: _Emit, name: str, nv: int, tc: bool) -> ir.Function:
         b.position_at_end(end)
         return pa_phi, pb_phi, acc_phi
 
-    if cfg.prefetch_c:  # pull the C tile towards L1 while the k loop runs
-        pf = e._intrinsic("llvm.prefetch.p0", ir.VoidType(), [PTR, I32, I32, I32])
-        for r in range(MR):
-            for v in range(nv):
-                off = b.add(b.mul(ldc, _i64(r)), _i64(v * W)) if not tc else \
-                    b.add(b.mul(ldc, _i64(v * W + r % W)), _i64(r // W * W))
-                b.call(pf, [b.gep(pcc, [off], source_etype=e.T), ir.Constant(I32, 1),
-                            ir.Constant(I32, 3), ir.Constant(I32, 1)])
     acc = [[e.vzero] * nv for _ in range(MR)]
     ku = cfg.ku
     nmain = b.sdiv(kc, _i64(ku))
@@ -585,7 +601,6 @@ def _emit_pack_b(e: _Emit, name: str) -> ir.Function:
         rowmajor = b.and_(whole, b.icmp_signed("==", cs, _i64(1)))
         colmajor = b.and_(whole, b.icmp_signed("==", rs, _i64(1)))
         general = b.append_basic_block("general")
-        tail = b.append_basic_block("tail")  # k rows kw..kc-1 of the transposed case
         done = b.append_basic_block("done")
         bb_row = b.append_basic_block("rowmajor")
         bb_t = b.append_basic_block("colmajor")
@@ -605,22 +620,25 @@ def _emit_pack_b(e: _Emit, name: str) -> ir.Function:
 
         b.position_at_end(bb_t)  # B[k:k+W, j] contiguous: load columns, transpose
         cols = [e.gep(b, s, b.mul(cs, _i64(j))) for j in range(NR)]
-        with _for_range(b, _i64(0), kw, _i64(W), "kt") as k:
-            for v in range(NV):
-                t = e.transpose(b, [e.vload(b, e.gep(b, cols[v * W + j], k)) for j in range(W)])
-                for kk in range(W):
-                    p = e.gep(b, d, b.add(b.mul(b.add(k, _i64(kk)), _i64(NR)), _i64(v * W)))
-                    e.vstore(b, t[kk], p, valign)
-        t_end = b.block
-        b.branch(tail)
 
-        b.position_at_end(general)
-        b.branch(tail)
-        b.position_at_end(tail)
-        k0 = b.phi(I64, name="k0")
-        k0.add_incoming(kw, t_end)
-        k0.add_incoming(_i64(0), general)
-        with _for_range(b, k0, kc, _i64(1), "kg") as k:
+        def block(k, rem):
+            """Rows k..k+W of the panel (only rem < W of them at the k tail)."""
+            ts = [e.transpose(b, [e.load_w(b, e.gep(b, cols[v * W + j], k), rem)
+                                  for j in range(W)]) for v in range(NV)]
+            for kk in range(W):
+                e.guard(b, kk, rem, done)
+                drow = e.gep(b, d, b.mul(b.add(k, _i64(kk)), _i64(NR)))
+                for v in range(NV):
+                    e.vstore(b, ts[v][kk], e.gep(b, drow, _i64(v * W)), valign)
+
+        with _for_range(b, _i64(0), kw, _i64(W), "kt") as k:
+            block(k, None)
+        with b.if_then(b.icmp_signed("<", kw, kc)):
+            block(kw, b.sub(kc, kw))
+        b.branch(done)
+
+        b.position_at_end(general)  # any strides, edge panels: scalar
+        with _for_range(b, _i64(0), kc, _i64(1), "kg") as k:
             row = e.gep(b, s, b.mul(k, rs))
             drow = e.gep(b, d, b.mul(k, _i64(NR)))
             # zero the whole row first (vector stores: a zero-store loop would
@@ -661,7 +679,6 @@ def _emit_pack_a(e: _Emit, name: str) -> ir.Function:
         bb_row = b.append_basic_block("rowmajor")
         bb_whole = b.append_basic_block("whole")
         bb_edge = b.append_basic_block("edge")
-        tail = b.append_basic_block("tail")
         done = b.append_basic_block("done")
         b.cbranch(colmajor, bb_col, bb_ncol)
         b.position_at_end(bb_ncol)
@@ -679,17 +696,23 @@ def _emit_pack_a(e: _Emit, name: str) -> ir.Function:
         # pieces of W rows at a time, transpose, store the first MR lanes per k
         b.position_at_end(bb_row)
         rowp = [e.gep(b, s, b.mul(rs, _i64(r))) for r in range(MR)]
+        groups = [(r0, min(W, MR - r0)) for r0 in range(0, MR, W)]
+
+        def block(k, rem):
+            """Columns k..k+W of the panel (only rem < W of them at the k tail)."""
+            ts = [e.transpose(b, [e.load_w(b, e.gep(b, rowp[r0 + r], k), rem) if r < cnt
+                                  else undef for r in range(W)]) for r0, cnt in groups]
+            for kk in range(W):
+                e.guard(b, kk, rem, done)
+                drow = e.gep(b, d, b.mul(b.add(k, _i64(kk)), _i64(MR)))
+                for (r0, cnt), t in zip(groups, ts):
+                    e.store_prefix(b, t[kk], e.gep(b, drow, _i64(r0)), cnt)
+
         with _for_range(b, _i64(0), kw, _i64(W), "kt") as k:
-            for r0 in range(0, MR, W):
-                cnt = min(W, MR - r0)
-                rows = [e.vload(b, e.gep(b, rowp[r0 + r], k)) if r < cnt else undef
-                        for r in range(W)]
-                t = e.transpose(b, rows)
-                for kk in range(W):
-                    p = e.gep(b, d, b.add(b.mul(b.add(k, _i64(kk)), _i64(MR)), _i64(r0)))
-                    e.store_prefix(b, t[kk], p, cnt)
-        row_end = b.block
-        b.branch(tail)
+            block(k, None)
+        with b.if_then(b.icmp_signed("<", kw, kc)):
+            block(kw, b.sub(kc, kw))
+        b.branch(done)
 
         b.position_at_end(bb_whole)  # arbitrary strides: scalar, rows unrolled
         rowp = [e.gep(b, s, b.mul(rs, _i64(r))) for r in range(MR)]
@@ -700,13 +723,8 @@ def _emit_pack_a(e: _Emit, name: str) -> ir.Function:
                 e.store(b, e.load(b, rowp[r], off), drow, _i64(r))
         b.branch(done)
 
-        b.position_at_end(bb_edge)
-        b.branch(tail)
-        b.position_at_end(tail)  # scalar: edge panels, and the k tail of rowmajor
-        k0 = b.phi(I64, name="k0")
-        k0.add_incoming(kw, row_end)
-        k0.add_incoming(_i64(0), bb_edge)
-        with _for_range(b, k0, kc, _i64(1), "ke") as k:
+        b.position_at_end(bb_edge)  # the last mr < MR rows: scalar, zero-padded
+        with _for_range(b, _i64(0), kc, _i64(1), "ke") as k:
             col = e.gep(b, s, b.mul(k, cs))
             drow = e.gep(b, d, b.mul(k, _i64(MR)))
             b.store(ir.Constant(VM, [0.0] * MR), drow, align=cfg.elem_bytes)  # pad rows

@@ -4,18 +4,20 @@ from __future__ import annotations
 from typing import Sequence
 
 from chainrule.compiler.ir import FLOAT_DTYPES, TensorType, require
-from chainrule.compiler.shapes import shape_str
+from chainrule.compiler.shapes import ShapeError, shape_str
 
 
 def same_float(types: Sequence[TensorType], attrs: dict) -> TensorType:
     """Elementwise rule: operands of one float dtype and one (already broadcast) shape."""
     first = types[0]
-    for t in types:
-        require(t.dtype in FLOAT_DTYPES, f"expected a float tensor, got a {t.dtype} mask")
-        require(t.dtype == first.dtype,
-                f"cannot mix {first.dtype} and {t.dtype}; convert with f32(x) or f64(x)")
-        require(t.shape == first.shape,
-                f"shapes {shape_str(first.shape)} and {shape_str(t.shape)} differ")
+    for t in types:  # messages are built only on failure: this runs for every node
+        if t.dtype not in FLOAT_DTYPES:
+            raise ShapeError(f"expected a float tensor, got a {t.dtype} mask")
+        if t.dtype != first.dtype:
+            raise ShapeError(f"cannot mix {first.dtype} and {t.dtype}; "
+                             "convert with f32(x) or f64(x)")
+        if t.shape != first.shape:
+            raise ShapeError(f"shapes {shape_str(first.shape)} and {shape_str(t.shape)} differ")
     return first
 
 

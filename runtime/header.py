@@ -1,0 +1,156 @@
+"""The C header of an ahead-of-time library: the program's C ABI, spelled out for humans.
+
+Why a generated header rather than a generic one: the ABI passes one pointer
+per argument in declaration order (compiler/codegen/abi.py), so a caller can
+only get it right when every parameter carries the argument's name, its C
+type and, in a comment, its declared dtype and shape (`/* x: f64[B, 784] */`).
+The header also records which source (and which hash of it) the library was
+built from, so a stale header is recognisable.
+
+Parameter names are the program's names (`x`, `out_loss`, `grad_w`, dims as
+`int64_t B`); a name that is a C or C++ keyword, or that would collide with
+another parameter, gets a trailing underscore: prototypes only document, the
+ABI is positional.
+"""
+from __future__ import annotations
+
+from chainrule.compiler.ir import TensorType
+from chainrule.compiler.program import Signature
+from chainrule.compiler.shapes import Sym
+
+C_TYPES = {"f32": "float", "f64": "double"}
+
+RETURN_CODES = ((0, "success"),
+                (1, "a dim is negative or too small for the program's slices"),
+                (2, "the workspace (work == NULL) could not be allocated"))
+
+# C11 and C++17 keywords and common macros a parameter must not be named after
+KEYWORDS = frozenset("""
+    alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t
+    char16_t char32_t class compl concept const consteval constexpr constinit const_cast
+    continue co_await co_return co_yield decltype default delete do double dynamic_cast
+    else enum explicit export extern false float for friend goto if inline int long
+    mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected
+    public register reinterpret_cast requires restrict return short signed sizeof static
+    static_assert static_cast struct switch template this thread_local throw true try
+    typedef typeid typename union unsigned using virtual void volatile wchar_t while xor
+    xor_eq _Alignas _Alignof _Atomic _Bool _Complex _Generic _Imaginary _Noreturn
+    _Static_assert _Thread_local NULL EOF errno int64_t int32_t uint8_t size_t
+""".split())
+
+
+def _c_name(name: str, taken: set[str]) -> str:
+    while name in KEYWORDS or name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def _size(s) -> str:
+    return str(s) if isinstance(s, (int, Sym)) else repr(s)
+
+
+def _type(t: TensorType) -> str:
+    return t.dtype if not t.shape else f"{t.dtype}[{', '.join(map(_size, t.shape))}]"
+
+
+def _extent(t: TensorType) -> str:
+    return "1 element" if not t.shape else " * ".join(
+        f"({s})" if isinstance(s, Sym) and (len(s.terms) > 1 or s.const or s.div != 1)
+        else _size(s) for s in t.shape) + " elements"
+
+
+def _parameters(sig: Signature, name: str, with_grad: bool) -> list[tuple[str, str]]:
+    """(declaration, comment) per parameter, in ABI order."""
+    taken: set[str] = set()
+    dims = [(f"int64_t {_c_name(d, taken)}", f"dim {d} (symbolic)") for d in sig.symbolic_dims]
+    params = list(dims)
+    for a in sig.args:
+        params.append((f"const {C_TYPES[a.type.dtype]} *{_c_name(a.name, taken)}",
+                       f"{a.name}: {_type(a.type)} ({a.kind}, {_extent(a.type)})"))
+    for n, t in sig.outputs:
+        params.append((f"{C_TYPES[t.dtype]} *{_c_name('out_' + n, taken)}",
+                       f"{n}: {_type(t)} (output, written)"))
+    if with_grad and sig.outputs:
+        first = sig.outputs[0][0]
+        for n, t in sig.grads:
+            params.append((f"{C_TYPES[t.dtype]} *{_c_name('grad_' + n, taken)}",
+                           f"d {first} / d {n}: {_type(t)} (gradient, written)"))
+    work_call = f"{name}_work_size({', '.join(sig.symbolic_dims)})"
+    params.append((f"void *{_c_name('work', taken)}",
+                   f"NULL, or >= {work_call} bytes aligned to 64"))
+    return params
+
+
+def _prototype(ret: str, fn: str, params: list[tuple[str, str]]) -> str:
+    if not params:
+        return f"{ret} {fn}(void);"
+    width = max(len(d) for d, _ in params) + 1
+    lines = [f"{ret} {fn}("]
+    for i, (decl, comment) in enumerate(params):
+        sep = ");" if i == len(params) - 1 else ","
+        lines.append(f"    {(decl + sep).ljust(width + 1)} /* {comment} */")
+    return "\n".join(lines)
+
+
+def render_header(sig: Signature, name: str, *, source_name: str, source_sha256: str,
+                  target: str, version: str) -> str:
+    """The text of NAME.h for a library built from `sig`'s program."""
+    guard = f"CHAINRULE_{name.upper()}_H"
+    dims = ", ".join(f"{d} = {v}" for d, v in sig.dims if v is not None)
+    rules = sorted({f"{c.size} >= {c.minimum} ({c.reason})" for c in sig.constraints})
+    codes = "\n".join(f" *   {code}  {meaning}" for code, meaning in RETURN_CODES)
+    wrt = ", ".join(n for n, _ in sig.grads) or "nothing (no params)"
+    work_params = _parameters(sig, name, False)[:len(sig.symbolic_dims)]
+    out = [
+        f"/* {name}.h: generated by chainrule {version}; do not edit.",
+        " *",
+        f" * source: {source_name}",
+        f" * sha256: {source_sha256}",
+        f" * target: {target}",
+        *([f" * constant dims: {dims}"] if dims else []),
+        *([" * size rules: " + "; ".join(rules)] if rules else []),
+        " *",
+        " * Arrays are dense and row-major, of the declared dtype (f32 = float,",
+        " * f64 = double); a scalar is a pointer to one element. Result arrays must",
+        " * not overlap each other or the arguments.",
+        " *",
+        f" * work: NULL (the call allocates and frees its own), or a buffer of at",
+        f" * least {name}_work_size(dims) bytes aligned to 64 (aligned_alloc(64, n)),",
+        " * used by one call at a time. The library keeps no global mutable state:",
+        " * concurrent calls from several threads are safe, each with its own work.",
+        " *",
+        " * Return codes:",
+        codes,
+        " */",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "",
+        "#include <stdint.h>",
+        "",
+        "#ifdef __cplusplus",
+        'extern "C" {',
+        "#endif",
+        "",
+        f"/* The outputs and the gradient of {sig.outputs[0][0] if sig.outputs else '-'}"
+        f" with respect to {wrt}. */",
+        _prototype("int", f"{name}_value_and_grad", _parameters(sig, name, True)),
+        "",
+        "/* The outputs only (runs none of the backward pass). */",
+        _prototype("int", f"{name}_value", _parameters(sig, name, False)),
+        "",
+        "/* Bytes of workspace a call with these dims needs (0: pass NULL or anything). */",
+        _prototype("int64_t", f"{name}_work_size", work_params),
+        "",
+        "/* A static, read-only JSON description of the library: dims, arguments,",
+        " * outputs and gradients with names, kinds, dtypes and shapes. */",
+        f"const char *{name}_info(void);",
+        "",
+        "#ifdef __cplusplus",
+        "}",
+        "#endif",
+        "",
+        f"#endif /* {guard} */",
+        "",
+    ]
+    return "\n".join(out)
