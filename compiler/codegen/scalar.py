@@ -17,15 +17,15 @@ from chainrule.compiler.codegen.mathfns import math_function
 
 FASTMATH = vmath.FASTMATH  # nsz arcp contract afn: NaN and Inf semantics kept
 REDUCE_FASTMATH = FASTMATH + ("reassoc",)  # reductions may be reordered (vectorized)
-# sqrt and division stay exact: with afn/arcp, x86 turns 1/sqrt(x) into an rsqrt
-# estimate plus a Newton step, which gives NaN for x = inf (and loses bits)
+# sqrt, pow and division stay exact: with afn/arcp, x86 turns 1/sqrt(x) (and
+# x^-0.5) into an rsqrt estimate plus a Newton step: NaN for x = inf, and bits lost
 EXACT = ("nsz", "contract")
 
 
 def intrinsic(b: ir.IRBuilder, name: str, args: list[ir.Value]) -> ir.Value:
     ty = args[0].type
     fn = b.module.declare_intrinsic(name, [ty], ir.FunctionType(ty, [a.type for a in args]))
-    return b.call(fn, args, fastmath=EXACT if name == "llvm.sqrt" else FASTMATH)
+    return b.call(fn, args, fastmath=EXACT if name in ("llvm.sqrt", "llvm.pow") else FASTMATH)
 
 
 def binary(opname: str):
