@@ -121,7 +121,6 @@ class FunctionEmitter:
         self.sizes = Sizes(self.prelude, self.dim_values)
         self.ssa: dict[Node, ir.Value] = {}
         self.body_sizes: list[dict] = []
-        self.row_cache: dict | None = None
         self.straight_line = 0  # scalar items: long straight-line code is "huge" too
         self.work_ptrs: dict[int, ir.Value] = {}
 
@@ -342,18 +341,27 @@ class FunctionEmitter:
         self._finish(kernel, accumulators)
 
     def kernel_rows(self, group: Kernel) -> None:
-        """One loop over the leading axis; each part runs its inner loops for the row."""
+        """Loops sharing a leading axis, run tile by tile: each part walks the tile's rows.
+
+        A tile of rows stays in cache between the parts (one pass over memory),
+        and each part's own loop over the tile's rows vectorizes: per-row
+        transcendentals run on vectors, not one call per row.
+        """
+        b = self.b
         accumulators = {}
         for part in group.parts:
             accumulators.update(self._start_reductions(part))
-        with for_range(self.b, self.sizes.size(group.domain[0]), "row") as i:
-            # values computed at the row level (not inside a part's inner loops)
-            # stay valid for the rest of the row: later parts reuse the registers
-            self.row_cache = {}
+        n = self.sizes.size(group.domain[0])
+        tile = i64(_row_tile(group))
+        tiles = b.sdiv(b.add(n, b.sub(tile, i64(1))), tile)
+        with for_range(b, tiles, "tile") as t:
+            base = b.mul(t, tile, flags=("nsw",))
+            rest = b.sub(n, base)
+            count = b.select(b.icmp_signed("<", rest, tile), rest, tile)
             for part in group.parts:
-                self._nest(part, (i,), accumulators)
+                with for_range(self.b, count, "row") as r:
+                    self._nest(part, (self.b.add(base, r, flags=("nsw",)),), accumulators)
                 self._done.update(it.node for it in part.items if it.target.kind != "ssa")
-            self.row_cache = None
         for part in group.parts:
             self._finish(part, accumulators)
 
@@ -407,8 +415,6 @@ class FunctionEmitter:
                 del accumulators[node]
                 value = self.b.load(slot, typ=FLOAT_TYPES[node.dtype])
                 self.store(self.plan.storage[node], node, tuple(idx), value)
-                if self.row_cache is not None and len(idx) == 1:
-                    self.row_cache[(node, (id(idx[0]),))] = value
         nest(len(prefix))
 
     def _finish(self, kernel: Kernel, accumulators: dict) -> None:
@@ -420,8 +426,7 @@ class FunctionEmitter:
 
     def _loop_body(self, kernel: Kernel, idx: tuple, accumulators: dict) -> None:
         b = self.b
-        rows = self.row_cache
-        cache: dict = {} if rows is None else (rows if len(idx) == 1 else dict(rows))
+        cache: dict = {}
         self.body_sizes.append(cache)  # measured after emission: how big loop bodies get
         for item in kernel.items:
             if item.mode != "reduce":
@@ -486,6 +491,20 @@ class FunctionEmitter:
         self._done = set()
         self.emit()
         return max([len(c) for c in self.body_sizes] + [self.straight_line])
+
+
+ROW_TILE_ELEMENTS = 2048  # elements of one part's rows per tile: about 16 KiB of f64
+
+
+def _row_tile(group: Kernel) -> int:
+    """Rows per tile: the widest part's tile fits in L1 with room for the others."""
+    widest = 1
+    for part in group.parts:
+        inner = 1
+        for s in part.domain[1:]:
+            inner *= s if isinstance(s, int) else 256
+        widest = max(widest, inner)
+    return max(1, min(256, ROW_TILE_ELEMENTS // widest))
 
 
 def _is_one(v: ir.Value) -> bool:
