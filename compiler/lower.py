@@ -304,7 +304,8 @@ class _Lowerer:
     def require_at_runtime(self, size: Size, minimum: int, reason: str) -> None:
         if isinstance(size, int):
             return
-        self.constraints.append(Constraint(size, minimum, reason))
+        if all(c.size != size or c.minimum != minimum for c in self.constraints):
+            self.constraints.append(Constraint(size, minimum, reason))
 
 
 def lower(module: ast.Module, source: Source, dtype: str | None = None) -> Program:

@@ -180,10 +180,17 @@ def _umask() -> int:
 
 
 def write_atomically(outdir: str, files: dict[str, bytes]) -> list[str]:
-    """Write every file or none: all go to temporary files in OUTDIR first, then each
-    is moved over its final name. Returns the final paths, in `files` order."""
+    """Write every file or none; returns the final paths, in `files` order.
+
+    All files go to temporary files in OUTDIR first (a rename within one
+    directory is atomic); existing files are kept as hard-linked backups until
+    every rename has succeeded, so a failure at any point restores OUTDIR as
+    it was (new directories included).
+    """
     created: list[str] = []
     staged: list[tuple[str, str]] = []
+    backups: dict[str, str] = {}
+    replaced: list[str] = []
     try:
         path = os.path.abspath(outdir)
         missing = []
@@ -202,22 +209,51 @@ def write_atomically(outdir: str, files: dict[str, bytes]) -> list[str]:
                 f.flush()
                 os.fsync(f.fileno())
                 os.fchmod(f.fileno(), (0o777 if filename.endswith(".so") else 0o666) & ~mask)
+        for _, final in staged:
+            if os.path.lexists(final):
+                backup = f"{final}.{os.getpid()}.bak"
+                try:
+                    os.link(final, backup)
+                except OSError:  # a file system without hard links
+                    shutil.copy2(final, backup)
+                backups[final] = backup
         for tmp, final in staged:
             os.replace(tmp, final)
-        return [final for _, final in staged]
+            replaced.append(final)
     except OSError as err:
-        for tmp, _ in staged:
+        _roll_back(staged, replaced, backups, created)
+        where = f" ({err.filename})" if err.filename else ""
+        raise BuildError(f"cannot write to '{outdir}': {err.strerror or err}{where}") from None
+    for backup in backups.values():
+        _unlink(backup)
+    return [final for _, final in staged]
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _roll_back(staged, replaced, backups, created) -> None:
+    for tmp, _ in staged:
+        _unlink(tmp)
+    for final in replaced:
+        if final in backups:
             try:
-                os.unlink(tmp)
+                os.replace(backups.pop(final), final)
             except OSError:
                 pass
-        for d in reversed(created):
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
-        where = err.filename or outdir
-        raise BuildError(f"cannot write to '{outdir}': {err.strerror or err} ({where})") from None
+        else:
+            _unlink(final)
+    for backup in backups.values():
+        _unlink(backup)
+    for d in reversed(created):
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 # ------------------------------------------------------------------ the build

@@ -35,6 +35,7 @@ class Function:
         self._n_out = len(signature.outputs)
         self._fast = getattr(backend, "fast", {})
         self.wrt = tuple(n for n, _ in signature.grads)
+        self._checker = arguments.QuickCheck(signature)
 
     @property
     def program(self) -> Program:
@@ -75,6 +76,9 @@ class Function:
 
     # ------------------------------------------------------------------- calls
     def _prepare(self, positional: tuple, keywords: dict) -> tuple[dict, dict]:
+        quick = self._checker.check(positional, keywords)
+        if quick is not None:
+            return quick
         sig = self.signature
         given = arguments.collect(sig.args, positional, keywords)
         arrays = {a.name: arguments.convert(a, given[a.name]) for a in sig.args}

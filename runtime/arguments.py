@@ -127,3 +127,48 @@ def out_buffers(signature, out: Any, arrays: dict, dims: Mapping[str, int],
             if np.may_share_memory(buf, array):
                 arrays[name] = array.copy()
     return outputs, grads
+
+
+class QuickCheck:
+    """The common case in a few comparisons: arrays of the declared dtype and shape.
+
+    `check` returns (arrays, dims) when every argument is already an ndarray of
+    exactly the declared dtype with a matching shape, else None: the full path
+    (`collect`, `convert`, `bind`) then runs and explains any mistake.
+    """
+
+    def __init__(self, signature):
+        self.names = tuple(a.name for a in signature.args)
+        self.plan = []
+        for a in signature.args:
+            shape = tuple(s if isinstance(s, int) else _dim_name(s) for s in a.type.shape)
+            self.plan.append((a.name, NP_DTYPES[a.type.dtype], shape))
+        self.constraints = tuple(signature.constraints)
+
+    def check(self, positional: tuple, keywords: Mapping[str, Any]):
+        if positional:
+            if keywords or len(positional) != len(self.names):
+                return None
+            values = positional
+        elif len(keywords) == len(self.names):
+            try:
+                values = [keywords[n] for n in self.names]
+            except KeyError:
+                return None
+        else:
+            return None
+        arrays, dims = {}, {}
+        for (name, dtype, shape), value in zip(self.plan, values):
+            if type(value) is not np.ndarray or value.dtype != dtype or value.ndim != len(shape):
+                return None
+            for want, got in zip(shape, value.shape):
+                if want.__class__ is int:
+                    if want != got:
+                        return None
+                elif dims.setdefault(want, got) != got:
+                    return None
+            arrays[name] = value
+        for c in self.constraints:
+            if eval_size(c.size, dims) < c.minimum:
+                return None
+        return arrays, dims

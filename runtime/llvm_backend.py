@@ -23,7 +23,7 @@ import numpy as np
 
 from chainrule.compiler.codegen.abi import build_module, scalar_only
 from chainrule.compiler.program import Program, Signature, signature_of
-from chainrule.compiler.shapes import eval_shape
+from chainrule.compiler.shapes import shape_evaluator
 from chainrule.runtime import jit
 
 _ERRORS = {1: "dims are negative or too small for the program's slices",
@@ -37,16 +37,18 @@ class LLVMBackend:
         self.compiled = compiled
         self.name = name
         dims = signature.symbolic_dims
-        n_ptrs = len(signature.args) + len(signature.outputs)
-        i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        self._value = ctypes.CFUNCTYPE(ctypes.c_int, *([i64] * len(dims)), *([ptr] * (n_ptrs + 1)))(
-            compiled.address(f"{name}_value"))
-        self._value_and_grad = ctypes.CFUNCTYPE(
-            ctypes.c_int, *([i64] * len(dims)),
-            *([ptr] * (n_ptrs + len(signature.grads) + 1)))(compiled.address(f"{name}_value_and_grad"))
+        i64 = ctypes.c_int64
+        # native(tuple of dims, arrays and the workspace address) -> return code
+        self._calls = {flag: ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object)(
+            compiled.address(f"{name}_{suffix}_arrays"))
+            for flag, suffix in ((True, "value_and_grad"), (False, "value"))}
         self._work_size = ctypes.CFUNCTYPE(i64, *([i64] * len(dims)))(
             compiled.address(f"{name}_work_size"))
         self._local = threading.local()
+        self._arg_names = tuple(a.name for a in signature.args)
+        self._dims = signature.symbolic_dims
+        self._out_shapes = [(shape_evaluator(t.shape), _np(t.dtype)) for _, t in signature.outputs]
+        self._grad_shapes = [(shape_evaluator(t.shape), _np(t.dtype)) for _, t in signature.grads]
         self.fast = {}
         if fast and np.float64.__basicsize__ == 24:
             for with_grad, suffix in ((True, "value_and_grad"), (False, "value")):
@@ -106,22 +108,14 @@ class LLVMBackend:
     def run(self, arrays: dict, dims: dict, with_grad: bool,
             out: tuple[list, list] | None = None) -> tuple[list, list]:
         """Call the native function; `out` holds caller buffers (checked) or None per result."""
-        sig = self.signature
-        dim_values = tuple(dims[d] for d in sig.symbolic_dims)
-        args = [np.ascontiguousarray(arrays[a.name]) for a in sig.args]
-        given_out, given_grads = out if out is not None else ([None] * len(sig.outputs), None)
-        outputs = [b if b is not None else np.empty(eval_shape(t.shape, dims), dtype=_np(t.dtype))
-                   for b, (_, t) in zip(given_out, sig.outputs)]
-        grads = []
-        if with_grad:
-            given_grads = given_grads or [None] * len(sig.grads)
-            grads = [b if b is not None else np.empty(eval_shape(t.shape, dims), dtype=_np(t.dtype))
-                     for b, (_, t) in zip(given_grads, sig.grads)]
-        pointers = [a.ctypes.data for a in args] + [o.ctypes.data for o in outputs] + \
-                   [g.ctypes.data for g in grads]
+        dim_values = tuple(dims[d] for d in self._dims)
+        args = [a if a.flags.c_contiguous else np.ascontiguousarray(a)
+                for a in map(arrays.__getitem__, self._arg_names)]
+        outputs = _allocate(self._out_shapes, out[0] if out is not None else None, dims)
+        grads = _allocate(self._grad_shapes, out[1] if out is not None else None, dims) \
+            if with_grad else []
         work = self.workspace(dim_values)
-        fn = self._value_and_grad if with_grad else self._value
-        rc = fn(*dim_values, *pointers, work or None)
+        rc = self._calls[with_grad]((*dim_values, *args, *outputs, *grads, work))
         if rc:
             raise ValueError(f"native call failed: {_ERRORS.get(rc, f'error code {rc}')}")
         return outputs, grads
@@ -139,6 +133,14 @@ def compiler_fingerprint() -> str:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _allocate(shapes: list, given: list | None, dims: dict) -> list:
+    """Result arrays: the caller's out= buffers where given, else fresh ones."""
+    if given is None:
+        return [np.empty(shape(dims), dtype) for shape, dtype in shapes]
+    return [b if b is not None else np.empty(shape(dims), dtype)
+            for b, (shape, dtype) in zip(given, shapes)]
 
 
 def _np(dtype: str):

@@ -20,7 +20,7 @@ from llvmlite import ir
 from chainrule.compiler.codegen.emit import FunctionEmitter, Sizes, workspace_layout
 from chainrule.compiler.codegen.loops import I32, I64, PTR
 from chainrule.compiler.codegen.matmul import emit_gemm
-from chainrule.compiler.codegen.pywrap import emit_wrapper
+from chainrule.compiler.codegen.pywrap import emit_array_wrapper, emit_wrapper
 from chainrule.compiler.matvec import matvec_to_reductions
 from chainrule.compiler.program import Program
 from chainrule.compiler.schedule import Plan, plan
@@ -77,8 +77,11 @@ def build_module(program: Program, name: str, vector_bits: int | None = None,
         fn.attributes.add("nounwind")
         largest = max(largest, FunctionEmitter(fn, plans[with_grad], program, dims, gemm,
                                                gemm_pack).run())
+        n_results = len(program.outputs) + (len(program.grads) if with_grad else 0)
+        if python_wrappers:
+            emit_array_wrapper(module, f"{name}_{suffix}_arrays", fn, len(dims),
+                               len(program.args) + n_results)
         if python_wrappers and scalar_only(program):
-            n_results = len(program.outputs) + (len(program.grads) if with_grad else 0)
             emit_wrapper(module, f"{name}_{suffix}_py", fn, len(program.args), n_results)
     _emit_work_size(module, name, program, dims, plans, gemm_pack)
     return Module(name, str(module), dims, plans, program, largest > HUGE_LOOP_BODY)

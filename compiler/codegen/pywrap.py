@@ -22,6 +22,7 @@ from chainrule.compiler.codegen.loops import I32, I64, PTR
 
 DOUBLE = ir.DoubleType()
 FLOAT_VALUE_OFFSET = 16  # after ob_refcnt and ob_type, as in PyFloatObject
+ARRAY_DATA_OFFSET = 16  # PyArrayObject: the object header, then char *data
 
 
 def _fn(module: ir.Module, name: str, ret, args) -> ir.Function:
@@ -72,4 +73,41 @@ def emit_wrapper(module: ir.Module, name: str, target: ir.Function, n_args: int,
                                                  source_etype=ir.IntType(8)))
         b.call(set_item, [result, ir.Constant(I64, j), obj])
     b.ret(result)
+    return fn
+
+
+def emit_array_wrapper(module: ir.Module, name: str, target: ir.Function, n_dims: int,
+                       n_arrays: int) -> ir.Function:
+    """`NAME_py(PyObject *args) -> PyObject *`: call `target` on arrays prepared in Python.
+
+    args is the tuple (dims as ints..., arrays..., workspace address as an int),
+    the arrays already checked (dtype, shape, C-contiguous) by the caller. The
+    data pointer is read from the array object itself: NumPy's array struct
+    starts with the object header and then `data` (what PyArray_DATA reads,
+    part of NumPy's ABI). Returns the target's int result. This replaces a
+    ctypes conversion per pointer, which costs about a microsecond each. The
+    GIL is released around the computation.
+    """
+    get_item = _fn(module, "PyTuple_GetItem", PTR, [PTR, I64])
+    as_long = _fn(module, "PyLong_AsLongLong", I64, [PTR])
+    as_ptr = _fn(module, "PyLong_AsVoidPtr", PTR, [PTR])
+    from_long = _fn(module, "PyLong_FromLong", PTR, [I64])
+    fn = ir.Function(module, ir.FunctionType(PTR, [PTR]), name)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    tup = fn.args[0]
+    values = []
+    for i in range(n_dims):
+        values.append(b.call(as_long, [b.call(get_item, [tup, ir.Constant(I64, i)])]))
+    for j in range(n_arrays):
+        arr = b.call(get_item, [tup, ir.Constant(I64, n_dims + j)])
+        field = b.gep(arr, [ir.Constant(I64, ARRAY_DATA_OFFSET)], source_etype=ir.IntType(8))
+        values.append(b.load(field, typ=PTR))
+    values.append(b.call(as_ptr, [b.call(get_item, [tup, ir.Constant(I64, n_dims + n_arrays)])]))
+    # the computation runs without the GIL: other Python threads go on meanwhile
+    save = _fn(module, "PyEval_SaveThread", PTR, [])
+    restore = _fn(module, "PyEval_RestoreThread", ir.VoidType(), [PTR])
+    state = b.call(save, [])
+    rc = b.call(target, values)
+    b.call(restore, [state])
+    b.ret(b.call(from_long, [b.sext(rc, I64)]))
     return fn
