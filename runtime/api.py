@@ -32,6 +32,7 @@ class Function:
         self._backend = backend
         self._program = program
         self._names = tuple(a.name for a in signature.args)
+        self._n_args = len(self._names)
         self._n_out = len(signature.outputs)
         self._fast = getattr(backend, "fast", {})
         self.wrt = tuple(n for n, _ in signature.grads)
@@ -93,32 +94,29 @@ class Function:
         """Programs of f64 scalars: one native call that reads the Python floats.
 
         Returns None whenever the arguments are not exactly floats by position or
-        by keyword; the validating path then runs (and explains any mistake).
+        by keyword (or `out=` is given); the validating path then runs (and
+        explains any mistake).
         """
         fast = self._fast.get(with_grad)
-        if fast is None or len(args) + len(kwargs) != len(self._names):
+        if fast is None:
             return None
         if kwargs:
-            if args:
+            if args or len(kwargs) != self._n_args or "out" in kwargs:
                 return None
             args = tuple(map(kwargs.get, self._names))
-        result = fast(args, np.float64)
-        return result or None
-
-    def _take_out(self, kwargs: dict) -> Any:
-        # `out=` names result buffers unless the program has an argument called out
-        return kwargs.pop("out", None) if "out" not in self._names else None
+        elif len(args) != self._n_args:
+            return None
+        return fast(args, np.float64) or None
 
     def value(self, *args: Any, **kwargs: Any) -> Any:
         """The outputs (a tuple when the program has several).
 
         `out={"loss": array, ...}` writes results into the caller's arrays.
         """
+        fast = self._call_fast(False, args, kwargs)
+        if fast is not None:
+            return fast[0] if self._n_out == 1 else fast
         out = self._take_out(kwargs)
-        if out is None:
-            fast = self._call_fast(False, args, kwargs)
-            if fast is not None:
-                return fast[0] if self._n_out == 1 else fast
         arrays, dims = self._prepare(args, kwargs)
         buffers = arguments.out_buffers(self.signature, out, arrays, dims, False) \
             if out is not None else None
@@ -131,12 +129,11 @@ class Function:
 
     def value_and_grad(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, np.ndarray]]:
         """(outputs, gradients); `out={"loss": a, "grad_W": b}` fills caller arrays."""
+        fast = self._call_fast(True, args, kwargs)
+        if fast is not None:
+            n = self._n_out
+            return (fast[0] if n == 1 else fast[:n]), dict(zip(self.wrt, fast[n:]))
         out = self._take_out(kwargs)
-        if out is None:
-            fast = self._call_fast(True, args, kwargs)
-            if fast is not None:
-                n = self._n_out
-                return (fast[0] if n == 1 else fast[:n]), dict(zip(self.wrt, fast[n:]))
         arrays, dims = self._prepare(args, kwargs)
         buffers = arguments.out_buffers(self.signature, out, arrays, dims, True) \
             if out is not None else None
