@@ -90,6 +90,10 @@ class Function:
         values = tuple(_scalar_or_array(v, given) for v in outputs)
         return values[0] if len(values) == 1 else values
 
+    def _take_out(self, kwargs: dict) -> Any:
+        # `out=` names result buffers unless the program has an argument called out
+        return kwargs.pop("out", None) if "out" not in self._names else None
+
     def _call_fast(self, with_grad: bool, args: tuple, kwargs: dict):
         """Programs of f64 scalars: one native call that reads the Python floats.
 
