@@ -452,8 +452,9 @@ def run_workload(w: W.Workload, ns, refs: dict) -> Report:
     for backend in ns.backends:
         row = Row(f"chainrule[{backend}]")
         rep.rows.append(row)
-        if not ns.no_compile_time:
+        if not ns.no_compile_time and backend != "numpy":
             # in fresh processes first: a crash there must not kill this one
+            # (the numpy reference interpreter has no native code or cache)
             ct = compile_times(w.name, smoke, backend)
             rep.extra[f"compile[{backend}]"] = ct
             rep.compile_rows.append((row.label, format_compile_times(ct)))
@@ -694,6 +695,14 @@ def load_average() -> float | None:
 def main(argv=None) -> int:
     ns = parse_args(argv)
     t_start = time.perf_counter()
+    if "CHAINRULE_CACHE_DIR" not in os.environ:
+        # this process compiles afresh and leaves the user's cache alone
+        import atexit
+        import shutil
+        d = tempfile.mkdtemp(prefix="chainrule-bench-main-cache-")
+        os.environ["CHAINRULE_CACHE_DIR"] = d
+        atexit.register(shutil.rmtree, d, ignore_errors=True)
+
     print(f"chainrule benchmarks ({'smoke' if ns.smoke else 'full'}; "
           f"{ns.budget} s per cell, >= {ns.min_samples} samples)")
     if ns.threads:
