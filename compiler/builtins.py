@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from chainrule.compiler import ops
-from chainrule.compiler.ir import Node, PRIMITIVES
+from chainrule.compiler.ir import Node, registry
 from chainrule.compiler.primitives.common import normalize_axes
 from chainrule.compiler.shapes import ShapeError
 
@@ -60,7 +60,7 @@ def _describe(v: Any) -> str:
 def _fold(op: str, *values: float) -> float:
     """Evaluate a primitive on number literals (they have no dtype yet), in float64."""
     with np.errstate(all="ignore"):
-        out = PRIMITIVES[op].evaluate([np.float64(v) for v in values], {}, {})
+        out = registry()[op].evaluate([np.float64(v) for v in values], {}, {})
     return float(out)
 
 

@@ -84,7 +84,7 @@ class Node:
 
     @property
     def prim(self) -> "Primitive":
-        return PRIMITIVES[self.op]
+        return PRIMITIVES.get(self.op) or registry()[self.op]
 
     def __repr__(self) -> str:
         attrs = ", ".join(f"{k}={v}" for k, v in self.attrs)
@@ -119,6 +119,14 @@ class Primitive:
 PRIMITIVES: dict[str, Primitive] = {}
 
 
+def registry() -> dict[str, Primitive]:
+    """All primitives; their families are imported on first use (a program loaded
+    from the disk cache is called without ever needing them)."""
+    if not PRIMITIVES:
+        import chainrule.compiler.primitives  # noqa: F401  (each family registers itself)
+    return PRIMITIVES
+
+
 def register(prim: Primitive) -> Primitive:
     if prim.name in PRIMITIVES:
         raise ValueError(f"primitive {prim.name!r} registered twice")
@@ -129,7 +137,7 @@ def register(prim: Primitive) -> Primitive:
 def make(op: str, inputs: Iterable[Node] = (), **attrs: Any) -> Node:
     """Apply primitive `op`: check the shape rule and return the interned node."""
     inputs = tuple(inputs)
-    prim = PRIMITIVES[op]
+    prim = PRIMITIVES.get(op) or registry()[op]
     type_ = prim.infer([i.type for i in inputs], attrs)
     return Node(op, inputs, tuple(sorted(attrs.items())), type_)
 

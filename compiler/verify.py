@@ -14,7 +14,7 @@ program they build.
 """
 from __future__ import annotations
 
-from chainrule.compiler.ir import FLOAT_DTYPES, PRIMITIVES, Node
+from chainrule.compiler.ir import FLOAT_DTYPES, Node, registry
 from chainrule.compiler.program import Program
 from chainrule.compiler.shapes import ShapeError, size_names
 
@@ -34,7 +34,7 @@ def verify_nodes(schedule: list[Node], symbolic: set[str] | None = None) -> None
         if id(node) in position:
             _fail(node, "node scheduled twice")
         position[id(node)] = i
-        if node.op not in PRIMITIVES:
+        if node.op not in registry():
             _fail(node, f"unregistered primitive '{node.op}'")
         for inp in node.inputs:
             if not isinstance(inp, Node):
@@ -42,7 +42,7 @@ def verify_nodes(schedule: list[Node], symbolic: set[str] | None = None) -> None
             if position.get(id(inp), i) >= i:
                 _fail(node, f"input {inp!r} is not scheduled before its user")
         try:
-            inferred = PRIMITIVES[node.op].infer([x.type for x in node.inputs], dict(node.attrs))
+            inferred = registry()[node.op].infer([x.type for x in node.inputs], dict(node.attrs))
         except ShapeError as err:
             _fail(node, f"shape rule rejects the node: {err}")
         if inferred != node.type:

@@ -8,7 +8,6 @@ from typing import Any, Callable
 import numpy as np
 
 from chainrule.compiler.deepstack import run_deep
-from chainrule.compiler.pipeline import build_program
 from chainrule.compiler.program import ArgInfo, Program, Signature, signature_of
 from chainrule.grammar.source import Source
 from chainrule.runtime import arguments
@@ -183,6 +182,7 @@ def compile(source: str, *, backend: str | None = None, wrt: Any = None,
 
 def _build(source: str, filename: str, backend: str, wrt, dtype) -> Function:
     def program() -> Program:
+        from chainrule.compiler.pipeline import build_program  # the parser loads on demand
         return build_program(Source(source, filename), wrt=wrt, dtype=dtype)
 
     if backend == "numpy":

@@ -6,8 +6,8 @@ library's own machine code through the same API (argument validation, dim
 binding, out= buffers) by reading its `NAME_info()` description, so it works
 for any library chainrule built, without its source.
 
-The calling code is the JIT backend's (`LLVMBackend.run`), given a `compiled`
-object that finds the functions in the library instead of in a JIT engine.
+The backend is a small ctypes caller of the C ABI (compiler/codegen/abi.py),
+independent of the JIT's call path, which uses JIT-only CPython wrappers.
 """
 from __future__ import annotations
 
@@ -15,19 +15,26 @@ import ctypes
 import json
 import os
 import struct
+import threading
 from pathlib import Path
 
+import numpy as np
+
 from chainrule.compiler.program import Signature
+from chainrule.compiler.shapes import eval_shape
 from chainrule.runtime.aot import INFO_FORMAT
-from chainrule.runtime.llvm_backend import LLVMBackend
 
 
 class LibraryError(ValueError):
     """The file is not a loadable chainrule library; the message says why (one line)."""
 
 
+_ERRORS = {1: "dims are negative or too small for the program's slices",
+           2: "the workspace could not be allocated"}
+
+
 class SharedLibrary:
-    """A loaded `.so` with the `address(symbol)` interface LLVMBackend calls through.
+    """A loaded `.so`, its program NAME and its parsed NAME_info() description.
 
     The CDLL is kept alive by this object, so its functions stay valid as long
     as the Function built on it.
@@ -39,23 +46,66 @@ class SharedLibrary:
         self.name = name
         self.info = info
 
-    def address(self, symbol: str) -> int:
-        try:
-            return ctypes.cast(getattr(self.cdll, symbol), ctypes.c_void_p).value
-        except AttributeError:
-            raise KeyError(f"symbol {symbol!r} not found in {self.path}") from None
 
+class LibraryBackend:
+    """Calls a library's C ABI through ctypes (`run` as every backend; no fast path).
 
-class LibraryBackend(LLVMBackend):
-    """The JIT backend's calling code over a shared library's functions (no CPython wrappers)."""
+    Arguments arrive validated by the API; here they are made contiguous,
+    results allocated (or the caller's out= buffers used), and the call runs
+    with the GIL released (ctypes releases it). Each thread keeps its own
+    64-byte aligned workspace per size: concurrent calls never share one.
+    """
 
     def __init__(self, signature: Signature, library: SharedLibrary):
-        super().__init__(signature, library, library.name, fast=False)
+        self.signature = signature
+        self.fast: dict = {}  # the JIT's CPython-wrapper fast path does not exist here
         self.library = library
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        n_dims = len(signature.symbolic_dims)
+        n_ptrs = len(signature.args) + len(signature.outputs)
+        lib, name = library.cdll, library.name
+        self._calls = {}
+        for with_grad, suffix in ((True, "value_and_grad"), (False, "value")):
+            fn = getattr(lib, f"{name}_{suffix}")
+            fn.restype = ctypes.c_int
+            fn.argtypes = [i64] * n_dims + [ptr] * (n_ptrs + len(signature.grads) * with_grad + 1)
+            self._calls[with_grad] = fn
+        self._work_size = getattr(lib, f"{name}_work_size")
+        self._work_size.restype, self._work_size.argtypes = i64, [i64] * n_dims
+        self._local = threading.local()
 
-    @property
-    def optimized_ir(self) -> str:
-        raise AttributeError("a loaded library carries no LLVM IR")
+    def workspace(self, dims: tuple[int, ...]) -> int | None:
+        size = int(self._work_size(*dims))
+        if size <= 0:
+            return None
+        buffers = self._local.__dict__.setdefault("buffers", {})
+        if size not in buffers:
+            if len(buffers) > 4:
+                buffers.clear()
+            raw = np.empty(size + 64, dtype=np.uint8)
+            buffers[size] = (raw, raw.ctypes.data + (-raw.ctypes.data) % 64)
+        return buffers[size][1]
+
+    def run(self, arrays: dict, dims: dict, with_grad: bool,
+            out: tuple[list, list] | None = None) -> tuple[list, list]:
+        sig = self.signature
+        dim_values = tuple(dims[d] for d in sig.symbolic_dims)
+        args = [np.ascontiguousarray(arrays[a.name]) for a in sig.args]
+        given_out, given_grads = out if out is not None else (None, None)
+        outputs = _results(sig.outputs, given_out, dims)
+        grads = _results(sig.grads, given_grads, dims) if with_grad else []
+        pointers = [a.ctypes.data for a in (*args, *outputs, *grads)]
+        rc = self._calls[with_grad](*dim_values, *pointers, self.workspace(dim_values))
+        if rc:
+            raise ValueError(f"library call failed: {_ERRORS.get(rc, f'error code {rc}')}")
+        return outputs, grads
+
+
+def _results(declared, given: list | None, dims: dict) -> list[np.ndarray]:
+    given = given or [None] * len(declared)
+    return [b if b is not None else
+            np.empty(eval_shape(t.shape, dims), np.float32 if t.dtype == "f32" else np.float64)
+            for b, (_, t) in zip(given, declared)]
 
 
 def dynamic_symbols(path: str) -> list[str]:

@@ -21,7 +21,6 @@ import threading
 
 import numpy as np
 
-from chainrule.compiler.codegen.abi import build_module, scalar_only
 from chainrule.compiler.program import Program, Signature, signature_of
 from chainrule.compiler.shapes import shape_evaluator
 from chainrule.runtime import jit
@@ -60,6 +59,7 @@ class LLVMBackend:
     def build(cls, program: Program, alias: tuple[str, ...] | None = None,
               cpu: str = "native") -> "LLVMBackend":
         """Compile `program`; with `alias`, remember it on disk for `recall`."""
+        from chainrule.compiler.codegen.abi import build_module, scalar_only  # not on recall
         digest = hashlib.sha256(program.source.text.encode()).hexdigest()[:12]
         name = f"cr_{digest}"
         module = build_module(program, name, python_wrappers=True)

@@ -7,14 +7,14 @@ import functools
 import pytest
 
 from chainrule.compiler.verify import verify
-from chainrule.runtime import api
+from chainrule.compiler import pipeline
 
 VERIFIED: list[int] = [0]  # how many programs the verifier has passed (test_ir checks it runs)
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _verify_every_program():
-    build = api.build_program
+    build = pipeline.build_program
 
     @functools.wraps(build)
     def build_and_verify(*args, **kwargs):
@@ -24,5 +24,5 @@ def _verify_every_program():
         return program
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(api, "build_program", build_and_verify)
+        mp.setattr(pipeline, "build_program", build_and_verify)
         yield
