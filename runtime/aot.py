@@ -220,8 +220,10 @@ def write_atomically(outdir: str, files: dict[str, bytes]) -> list[str]:
         for tmp, final in staged:
             os.replace(tmp, final)
             replaced.append(final)
-    except OSError as err:
+    except BaseException as err:  # Ctrl-C included: leave OUTDIR as it was
         _roll_back(staged, replaced, backups, created)
+        if not isinstance(err, OSError):
+            raise
         where = f" ({err.filename})" if err.filename else ""
         raise BuildError(f"cannot write to '{outdir}': {err.strerror or err}{where}") from None
     for backup in backups.values():
