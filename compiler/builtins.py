@@ -76,7 +76,8 @@ def _axes(kwargs: dict, rank: int, default: tuple[int, ...] | None) -> tuple[int
         return default if default is not None else tuple(range(rank))
     raw = kwargs["axis"]
     items = list(raw) if isinstance(raw, (tuple, list)) else [raw]
-    if not items or not all(isinstance(a, float) and a == int(a) for a in items):
+    if not items or not all(isinstance(a, float) and math.isfinite(a) and a == int(a)
+                            for a in items):
         raise ArgError("axis must be an integer or a tuple of integers", "axis")
     try:
         return normalize_axes([int(a) for a in items], rank)

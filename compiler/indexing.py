@@ -2,11 +2,13 @@
 rules for 1-D and 2-D operands) to the layout primitives."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from chainrule.compiler import ops
 from chainrule.compiler.ir import Node, make
-from chainrule.compiler.shapes import ShapeError, Size, add_size, floordiv_size, shape_str
+from chainrule.compiler.shapes import (MAX_ELEMENTS, ShapeError, Size, add_size, floordiv_size,
+                                       shape_str)
 from chainrule.grammar import ast
 from chainrule.grammar.source import CompileError
 
@@ -35,8 +37,11 @@ def _integer(lowerer, e: Any) -> int | None:
     v = lowerer.expr(e)
     if isinstance(v, int) and not isinstance(v, bool):  # a constant dim
         return v
-    if not (isinstance(v, float) and v == int(v)):
+    if not (isinstance(v, float) and math.isfinite(v) and v == int(v)):
         raise CompileError("indices and slice bounds must be constant integers", e.span)
+    if abs(v) > MAX_ELEMENTS:
+        raise CompileError(f"index {int(v)} is too large (indices and slice bounds are "
+                           "limited to 2^53 in magnitude)", e.span)
     return int(v)
 
 

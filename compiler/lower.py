@@ -13,12 +13,17 @@ from chainrule.compiler.builtins import BUILTINS, CONSTANTS, RESERVED, ArgError
 from chainrule.compiler.ir import Node, TensorType, make
 from chainrule.compiler.indexing import lower_index
 from chainrule.compiler.program import ArgInfo, Constraint, Program
-from chainrule.compiler.shapes import ShapeError, Size, Sym, sym
+from chainrule.compiler.shapes import MAX_ELEMENTS, ShapeError, Size, Sym, static_numel, sym
 from chainrule.grammar import ast
 from chainrule.grammar.source import CompileError, Source, Span
 
 _BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow"}
 _COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
+
+# Lowering recurses once per level of an expression's nesting (about four Python
+# frames a level). `lower()` runs on a large stack (compiler/deepstack.py) whose
+# recursion limit leaves room for this many levels; deeper is a located error.
+MAX_NESTING = 50_000
 
 
 class _Lowerer:
@@ -38,6 +43,7 @@ class _Lowerer:
         self.later.update({s.name.id: s.span for s in module.statements if isinstance(s, ast.Def)})
         self.later_defs = {s.name.id for s in module.statements if isinstance(s, ast.Def)}
         self.call_depth = 0
+        self.depth = 0
 
     # ------------------------------------------------------------ statements
     def run(self, module: ast.Module) -> Program:
@@ -61,6 +67,9 @@ class _Lowerer:
 
     def stmt_DimDecl(self, stmt: ast.DimDecl) -> None:
         for item in stmt.items:
+            if item.value is not None and item.value > MAX_ELEMENTS:
+                raise CompileError(f"dim {item.name.id} = {item.value} is too large "
+                                   f"(sizes are limited to 2^53)", item.name.span)
             self.bind(item.name, item.value if item.value is not None else sym(item.name.id))
             self.dims[item.name.id] = item.value
 
@@ -78,6 +87,9 @@ class _Lowerer:
         shape: list[Size] = []
         for item in (spec.shape or ()) if spec else ():
             if isinstance(item, int):
+                if item > MAX_ELEMENTS:
+                    raise CompileError(f"size {item} is too large (sizes are limited to 2^53)",
+                                       spec.span)
                 shape.append(item)
                 continue
             if self.dims.get(item.id, "missing") == "missing":
@@ -85,7 +97,21 @@ class _Lowerer:
                                    item.span)
             value = self.dims[item.id]
             shape.append(value if value is not None else sym(item.id))
-        return TensorType(self.dtype_override or dtype, tuple(shape))
+        type_ = TensorType(self.dtype_override or dtype, tuple(shape))
+        self.check_size(type_.shape, spec.span if spec else None)
+        return type_
+
+    def check_size(self, shape: tuple, span: Span | None) -> None:
+        """Element counts must fit the native code's 64-bit size arithmetic with room
+        to spare: a tensor of more than 2^53 elements is an error, not an overflow."""
+        count = static_numel(shape)
+        if count <= MAX_ELEMENTS and all(not isinstance(s, int) or s <= MAX_ELEMENTS
+                                         for s in shape):
+            return
+        from chainrule.compiler.shapes import shape_str
+        what = f"at least {count} elements" if count > MAX_ELEMENTS else "a size"
+        raise CompileError(f"a tensor of shape {shape_str(shape)} has {what}: "
+                           "sizes and element counts are limited to 2^53", span)
 
     def stmt_Assign(self, stmt: ast.Assign) -> None:
         value = self.expr(stmt.value)
@@ -177,7 +203,17 @@ class _Lowerer:
         raise CompileError(f"unknown function '{call.func}'", call.func_span)
 
     def expr(self, e: Any) -> Any:
-        return getattr(self, "expr_" + type(e).__name__)(e)
+        if self.depth >= MAX_NESTING:
+            raise CompileError(f"expression nested too deeply (limit {MAX_NESTING} levels)",
+                               e.span)
+        self.depth += 1
+        try:
+            v = getattr(self, "expr_" + type(e).__name__)(e)
+        finally:
+            self.depth -= 1
+        if isinstance(v, Node) and v.shape:
+            self.check_size(v.shape, e.span)
+        return v
 
     def value(self, e: Any) -> Node | float:
         """An expression used as an operand: a tensor or a number, never a mask or a list."""
@@ -194,7 +230,7 @@ class _Lowerer:
                            e.span)
 
     def expr_Number(self, e: ast.Number) -> float:
-        return float(e.value)
+        return float(e.text)  # correctly rounded; an integer beyond the f64 range is inf
 
     def expr_Bool(self, e: ast.Bool) -> bool:
         return e.value
@@ -309,8 +345,12 @@ class _Lowerer:
 
 
 def lower(module: ast.Module, source: Source, dtype: str | None = None) -> Program:
-    """Lower a parsed module to a typed Program; `dtype` overrides every declared dtype."""
+    """Lower a parsed module to a typed Program; `dtype` overrides every declared dtype.
+
+    Runs on a large stack, so expressions nested up to MAX_NESTING levels lower
+    whoever the caller is (the API, the CLI, a test)."""
+    from chainrule.compiler.deepstack import run_deep
     try:
-        return _Lowerer(module, source, dtype).run(module)
+        return run_deep(_Lowerer(module, source, dtype).run, module)
     except CompileError as err:
         raise err.with_source(source)

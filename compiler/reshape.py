@@ -1,6 +1,7 @@
 """The target shape of `reshape(x, [...])`: sizes, dim names and one inferred -1."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from chainrule.compiler.shapes import Shape, Size, Sym, numel_key, scale_size, shape_str
@@ -12,7 +13,8 @@ def target_shape(source: Shape, items: Any) -> Shape:
         raise ArgError("reshape's shape must be a list such as [2, B]", 1)
     sizes: list[Size | None] = []
     for item in items:
-        if isinstance(item, float) and item == int(item) and (item >= 0 or item == -1):
+        if isinstance(item, float) and math.isfinite(item) and item == int(item) and \
+                (item >= 0 or item == -1):
             sizes.append(None if item == -1 else int(item))
         elif isinstance(item, (int, Sym)) and not isinstance(item, bool):
             sizes.append(item)

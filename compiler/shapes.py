@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from typing import Mapping, Union
 
 
+# The largest element count of any tensor, and the largest size: 2^53 is the
+# largest count a double holds exactly (`mean` divides by it), and keeps every
+# byte count of the native code's 64-bit size arithmetic far from overflowing.
+MAX_ELEMENTS = 2 ** 53
+
+
 class ShapeError(Exception):
     """A shape or dtype rule was violated; lowering attaches the source span."""
 
@@ -95,6 +101,16 @@ def eval_size(s: Size, dims: Mapping[str, int]) -> int:
 
 def eval_shape(shape: Shape, dims: Mapping[str, int]) -> tuple[int, ...]:
     return tuple(eval_size(s, dims) for s in shape)
+
+
+def static_numel(shape: Shape) -> int:
+    """The product of the constant sizes of `shape` (a lower bound of its element
+    count when no size is 0: a symbolic size counts as 1)."""
+    total = 1
+    for s in shape:
+        if isinstance(s, int):
+            total *= s
+    return total
 
 
 def size_names(s: Size) -> tuple[str, ...]:

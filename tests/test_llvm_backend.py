@@ -17,9 +17,11 @@ NaN masks and the positions and signs of infinities compared exactly):
     f32: 1e-5 for every op (measured: <= 1e-6; the loss of a program is a
          sum, so it also carries the difference between NumPy's pairwise
          summation and the vectorised native one).
-    random programs (hypothesis), f64: 1e-12 with a floor of 1 in the
-         denominator (||a - b|| / max(||b||, 1)), because random programs
-         cancel: `sum(X) - sum(X)` is 0 in one backend and 1e-16 in the other.
+    random programs (hypothesis), f64: 1e-12 with a floor in the denominator,
+         ||a - b|| / max(||b||, 1, |loss|), because random programs cancel:
+         `sum(X) - sum(X)` is 0 in one backend and 1e-16 in the other, and the
+         gradient of a shift-invariant log_softmax w.r.t. the shift is 1e-10
+         of rounding noise in both (257 rows, loss ~1e4).
     random programs, f32: cancellation makes even that fail on rounding alone
          (sum(e - mean(e)) over 33 rows: 2e-4), so both f32 backends are
          compared with the program run in f64, and the native error must be
@@ -145,10 +147,12 @@ def compare(llvm_fn, numpy_fn, args: dict, rtol: float | None = None, what: str 
 
 
 def make_args(fn, sizes: dict, sampler, rng) -> dict:
-    """Arrays for every argument of `fn`, with symbolic dims taken from `sizes`."""
+    """Arrays for every argument of `fn`, with symbolic dims taken from `sizes`
+    (by name, else `sizes["*"]`)."""
     args = {}
     for a in fn.args:
-        shape = tuple(s if isinstance(s, int) else sizes[str(s)] for s in a.type.shape)
+        shape = tuple(s if isinstance(s, int) else sizes.get(str(s), sizes.get("*"))
+                      for s in a.type.shape)
         value = sampler(a.name, shape, rng) if callable(sampler) else rng.normal(size=shape)
         # scalars as Python floats: programs of f64 scalars then take the native fast path
         args[a.name] = float(value) if shape == () else value
@@ -374,8 +378,21 @@ def distinct(name, shape, rng):
     return ((rng.permutation(n) - n / 2) * 0.1 + rng.uniform(0, 0.01, n)).reshape(shape)
 
 
+@functools.lru_cache(maxsize=None)
+def f32_extremum_gradients_compile() -> bool:
+    """False while f32 max/min reductions cannot be differentiated (an open bug:
+    test_bug_f32_max_min_reduction_gradient_compiles); the f32 tests that need
+    them switch themselves back on once it is fixed."""
+    try:
+        chainrule.compile("dim N\nparam x: f32[N]\nloss = max(x) - min(x)\noutput loss\n",
+                          backend="numpy")
+        return True
+    except Exception:  # noqa: BLE001 - the ShapeError of the bug
+        return False
+
+
 def _skip_f32_extremum(red, dtype):
-    if dtype == "f32" and red in ("max", "min"):
+    if dtype == "f32" and red in ("max", "min") and not f32_extremum_gradients_compile():
         pytest.xfail("f32 max/min reductions do not compile with a gradient "
                      "(see test_bug_f32_max_min_reduction_gradient_compiles)")
 
@@ -638,12 +655,20 @@ def example_args(name: str, fn, batch: int, rng) -> dict:
         if name == "rosenbrock":
             return r.normal(1, 0.5, shape)
         return r.normal(0, 1, shape)
-    return make_args(fn, {"B": batch, "N": batch}, sample, rng)
+    return make_args(fn, {"*": batch}, sample, rng)
+
+
+EXAMPLE_NAMES = sorted(p.stem for p in EXAMPLES.glob("*.expr"))
+
+
+def test_examples_are_found():
+    assert {"neuron", "mlp", "logreg", "rosenbrock"} <= set(EXAMPLE_NAMES)
 
 
 @pytest.mark.parametrize("dtype", [None, "f32", "f64"])
-@pytest.mark.parametrize("name", ["neuron", "mlp", "logreg", "rosenbrock"])
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
 def test_examples(name, dtype):
+    """Every example as declared (mlp is f32), and with every dtype overridden."""
     llvm_fn, numpy_fn = pair(example_source(name), dtype)
     rng = np.random.default_rng(18)
     for batch in (3, 16):
@@ -683,13 +708,19 @@ def test_batch_sizes(name):
 
 
 def test_empty_batch_results_defined():
-    """Batch 0 explicitly: mean over nothing is NaN, every sum over nothing is 0."""
-    llvm_fn, _ = pair(BATCHED_NEURON)
+    """Batch 0 explicitly: the mean over nothing is NaN (0/0), the batch output is
+    empty, and the gradients are those of the NumPy backend."""
+    llvm_fn, numpy_fn = pair(BATCHED_NEURON)
     empty = np.zeros(0)
-    loss, grads = llvm_fn.value_and_grad(x1=empty, x2=empty, y1=empty, y2=empty, w1=1.0,
-                                         w2=1.0, b=0.0, w3=1.0, w4=1.0, b1=0.0, b2=0.0)
-    assert np.isnan(loss[0]) and loss[1].shape == (0,)
+    args = dict(x1=empty, x2=empty, y1=empty, y2=empty, w1=1.0, w2=1.0, b=0.0, w3=1.0,
+                w4=1.0, b1=0.0, b2=0.0)
+    (loss, a), grads = llvm_fn.value_and_grad(**args)
+    assert np.isnan(loss) and a.shape == (0,)
     assert set(grads) == {"w1", "w2", "b", "w3", "w4", "b1", "b2"}
+    compare(llvm_fn, numpy_fn, args, what="batch 0")
+    loss_sum = pair("dim B\ninput x: [B]\nparam w\nloss = sum(x * w) + w\noutput loss\n")
+    (value, grad) = loss_sum[0].value_and_grad(x=empty, w=2.0)
+    assert value == 2.0 and grad["w"] == 1.0  # a sum over nothing is 0
 
 
 # ============================================================ special values
@@ -782,7 +813,8 @@ def special_reductions_program(dtype: str) -> tuple[str, list]:
     """Every expression on its own param (one compile): o_i has 4 entries for the
     column forms (read on the first 4 rows), one per row for the row forms."""
     exprs = [e for e in SPECIAL_REDUCTIONS
-             if not (dtype == "f32" and re.search(r"\b(max|min)\(", e))]  # f32: see test_bug_f32_...
+             if not (dtype == "f32" and re.search(r"\b(max|min)\(", e)
+                     and not f32_extremum_gradients_compile())]
     lines = ["dim N", "dim M", "input w: [N]"]
     terms = []
     for i, e in enumerate(exprs):
@@ -831,10 +863,12 @@ def test_elementwise_kernel_is_vectorized(dtype, pattern):
     src = (f"dim N\nparam x: {dtype}[N]\ninput y: {dtype}[N]\n"
            "o = exp(x) * y + sigmoid(x) - x / (1 + x*x)\nloss = sum(o)\noutput loss, o\n")
     llvm_fn, numpy_fn = pair(src)
+    arithmetic = r"= (?:fadd|fsub|fmul|fdiv|load|call)\b[^\n]*" + pattern
     for suffix in ("value", "value_and_grad"):
-        widths = {int(w) for w in re.findall(pattern, _function_ir(llvm_fn, suffix))}
+        widths = {int(w) for w in re.findall(arithmetic, _function_ir(llvm_fn, suffix))}
         minimum = 2 if dtype == "f64" else 4
-        assert widths and max(widths) >= minimum, f"{suffix}: no vector of {dtype} ({widths})"
+        assert widths and max(widths) >= minimum, \
+            f"{suffix}: no vector arithmetic on {dtype} ({widths})"
     compare(llvm_fn, numpy_fn, {"x": np.linspace(-3, 3, 37), "y": np.linspace(1, 2, 37)})
 
 
@@ -1065,9 +1099,22 @@ def expressions(draw, shape: str, depth: int, reductions: tuple = tuple(_REDUCE)
 
     if depth <= 0 or draw(st.integers(0, 4)) == 0:
         return pick(_LEAVES[shape])
-    kind = pick(["unary", "binary", "binary", "reduce", "special"])
+    kind = pick(["unary", "binary", "binary", "reduce", "special", "layout"])
     if kind == "unary":
         return pick(_UNARY_SAFE).format(sub(shape))
+    if kind == "layout":  # index arithmetic: slices, transposes, concats, reshapes
+        if shape == "s":
+            return pick(["({0})[-1, 1]", "({0})[0, ::-1][2]"]).format(sub("m"))
+        if shape == "r":
+            return pick(["({0})[:, {1}]", "({0})[::-1, 2]"]).format(sub("m"), pick(["0", "-1"])) \
+                if draw(st.booleans()) else f"({sub('r')})[::-1]"
+        if shape == "c":
+            return pick(["({0})[0]", "({0})[-1, ::-1]"]).format(sub("m")) \
+                if draw(st.booleans()) else f"reshape(reshape({sub('c')}, [1, 3]).T, [3])"
+        return pick(["({0})[::-1]", "transpose(transpose({0}))", "({0})[:, ::-1]",
+                     "concat([({0})[1:], ({0})[:1]], axis=0)",
+                     "concat([({0})[:, 1:], ({0})[:, :1]], axis=1)",
+                     "reshape(reshape({0}, [-1]), [N, 3])"]).format(sub("m"))
     if kind == "binary":
         other = pick({"m": ["m", "c", "s", "r"], "r": ["r", "s"], "c": ["c", "s"],
                       "s": ["s"]}[shape])
@@ -1102,7 +1149,8 @@ HEADER = "dim N\ndim K = 3\nparam X: [N, K]\nparam Y: [N, K]\nparam u: [N]\npara
 @st.composite
 def programs(draw, dtype: str):
     shape = draw(st.sampled_from(["m", "r", "c", "s"]))
-    reductions = tuple(_REDUCE_F32 if dtype == "f32" else _REDUCE)
+    reductions = tuple(_REDUCE_F32 if dtype == "f32" and not f32_extremum_gradients_compile()
+                       else _REDUCE)
     body = draw(expressions(shape, 3, reductions))
     loss = "0.5 * o * o" if shape == "s" else "0.5 * sum(o * o)"
     return HEADER + f"o = {body}\nloss = {loss}\noutput loss, o\n"
@@ -1118,7 +1166,10 @@ def test_random_programs(dtype, data, n, seed):
     rng = np.random.default_rng(seed)
     args = make_args(llvm_fn, {"N": n}, None, rng)
     if dtype == "f64":
-        compare(llvm_fn, numpy_fn, args, floor=1.0, what=f"\n{src}\nN={n}")
+        # floor: a rounding error grows with the magnitudes summed (the loss)
+        loss = float(_as_tuple(numpy_fn.value(**args))[0])
+        floor = max(1.0, abs(loss)) if np.isfinite(loss) else 1.0
+        compare(llvm_fn, numpy_fn, args, floor=floor, what=f"\n{src}\nN={n}")
     else:
         compare_f32_to_truth(src, args, what=f"\n{src}\nN={n}")
 
@@ -1201,10 +1252,10 @@ def test_regression_division_by_subnormal():
     compare(llvm_fn, numpy_fn, {"x": np.full(9, 1e-310), "y": np.full(9, 1e-310)})
 
 
-@pytest.mark.xfail(reason="f32 max/min reduction VJP builds where(hit, 1.0, 0.0) from two "
-                          "number literals, which default to f64 (reductions.py "
-                          "_extremum_vjp): ShapeError 'cannot mix f32 and f64'", strict=True)
-def test_bug_f32_max_min_reduction_gradient_compiles():
+def test_regression_f32_max_min_reduction_gradient_compiles():
+    """Was: the max/min VJP built where(hit, 1.0, 0.0) from two numbers, which
+    default to f64: 'cannot mix f32 and f64' for an f32 operand (fixed in
+    reductions.py _extremum_vjp)."""
     llvm_fn, numpy_fn = pair("dim N\nparam x: f32[N]\nloss = max(x) - min(x)\noutput loss\n")
     compare(llvm_fn, numpy_fn, {"x": np.array([1.0, 3.0, 2.0], np.float32)})
 

@@ -26,7 +26,8 @@ def _extremum_vjp(y: Node, g: Node) -> list[Node]:
     x = y.inputs[0]
     axes = y.attr("axes")
     hit = ops.compare("eq", x, ops.expand_reduced(y, axes, x.shape))
-    count = ops.reduce("reduce_sum", ops.where(hit, 1.0, 0.0), axes)
+    one = ops.const(1.0, x.dtype)  # two bare numbers would make an f64 count for an f32 x
+    count = ops.reduce("reduce_sum", ops.where(hit, one, 0.0), axes)
     share = ops.expand_reduced(ops.div(g, count), axes, x.shape)
     return [ops.where(hit, share, 0.0)]
 
