@@ -206,19 +206,29 @@ def _deps(node: Node, materialized: set, mode: str = "store") -> dict[Node, bool
     produced earlier in the same loop body.
     """
     aligned_inputs = mode == "reduce" or node.prim.family == "elementwise"
+    return _walk([(i, aligned_inputs) for i in node.inputs], materialized,
+                 lambda n, aligned: [aligned and n.prim.family == "elementwise"] * len(n.inputs),
+                 bool)
+
+
+def _walk(start: list, materialized: set, step, wanted) -> dict[Node, bool]:
+    """The materialized nodes reached from `start` through inlined nodes.
+
+    Each path carries a state (e.g. which axis holds the loop index): `step`
+    gives the states of a node's inputs, and a dependency's flag says whether
+    `wanted(state)` held on every path that reached it.
+    """
     found: dict[Node, bool] = {}
-    stack = [(i, aligned_inputs) for i in node.inputs]
-    seen = set()
+    stack, seen = list(start), set()
     while stack:
-        n, aligned = stack.pop()
-        if (n, aligned) in seen:
+        n, state = stack.pop()
+        if (n, state) in seen:
             continue
-        seen.add((n, aligned))
+        seen.add((n, state))
         if n in materialized:
-            found[n] = found.get(n, True) and aligned
+            found[n] = found.get(n, True) and wanted(state)
         else:
-            keep = aligned and n.prim.family == "elementwise"
-            stack.extend((i, keep) for i in n.inputs)
+            stack.extend(zip(n.inputs, step(n, state)))
     return found
 
 
@@ -358,18 +368,7 @@ def _row_deps(item: Item, materialized: set) -> dict[Node, bool]:
         return {item.node: True}
     start = [(item.node.inputs[0], 0)] if item.mode == "reduce" else \
         [(i, p) for i, p in zip(item.node.inputs, _axis_through(item.node, 0))]
-    found: dict[Node, bool] = {}
-    stack, seen = list(start), set()
-    while stack:
-        n, pos = stack.pop()
-        if (n, pos) in seen:
-            continue
-        seen.add((n, pos))
-        if n in materialized:
-            found[n] = found.get(n, True) and pos == 0
-        else:
-            stack.extend(zip(n.inputs, _axis_through(n, pos)))
-    return found
+    return _walk(start, materialized, _axis_through, lambda pos: pos == 0)
 
 
 def _axis_through(node: Node, pos):
