@@ -135,6 +135,12 @@ def plan(program: Program, with_grad: bool) -> Plan:
             continue
         if n.op in ("reduce_sum", "reduce_max", "reduce_min", "matmul") or n.shape == ():
             forced.add(n)
+        # the max/min gradient finds the winners by comparing the operand with the
+        # result: both loops must see the same stored values, not two computations
+        # that fast-math may round differently
+        if n.op in ("reduce_max", "reduce_min") and len(consumers[n.inputs[0]]) > 1 \
+                and n.inputs[0].op not in _CHEAP_SOURCES:
+            forced.add(_under_views(n.inputs[0]))
     forced.update(n for n, _, _ in roots if n.op not in _CHEAP_SOURCES)
     for _ in range(8):  # grow the materialized set to a fixpoint
         grown = set(forced)
