@@ -16,6 +16,7 @@ STACK_BYTES = 512 * 1024 * 1024  # reserved address space; pages are touched onl
 RECURSION_LIMIT = 400_000
 
 _lock = threading.Lock()
+_local = threading.local()
 _active = 0
 _saved_limit = 0
 
@@ -23,9 +24,12 @@ _saved_limit = 0
 def run_deep(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """fn(*args, **kwargs) on a big stack; exceptions propagate to the caller."""
     global _active, _saved_limit
+    if getattr(_local, "deep", False):  # already on a big stack: no second thread
+        return fn(*args, **kwargs)
     outcome: dict[str, Any] = {}
 
     def target() -> None:
+        _local.deep = True
         try:
             outcome["value"] = fn(*args, **kwargs)
         except BaseException as err:  # re-raised in the caller's thread

@@ -6,6 +6,7 @@ rule symbolically, reporting each mistake at the token that caused it.
 """
 from __future__ import annotations
 
+from collections import ChainMap
 from typing import Any
 
 from chainrule.compiler import ops
@@ -21,9 +22,16 @@ _BINARY = {"+": "add", "-": "sub", "*": "mul", "/": "div", "^": "pow"}
 _COMPARE = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
 
 # Lowering recurses once per level of an expression's nesting (about four Python
-# frames a level). `lower()` runs on a large stack (compiler/deepstack.py) whose
-# recursion limit leaves room for this many levels; deeper is a located error.
+# frames a level; chains of + - * / @, of ^ and of unary minus are walked in a
+# loop and do not count). `lower()` runs on a large stack (compiler/deepstack.py)
+# whose recursion limit leaves room for this many levels; deeper is a located error.
 MAX_NESTING = 50_000
+# Every def call lowers the def's body again, so a few lines can stand for an
+# exponential amount of work (`def f2(a) = f1(a) * f1(a + 1)`, ...). Lowering
+# stops with an error after this many expression nodes (a 10,000-line program
+# takes about 100,000).
+MAX_WORK = 1_000_000
+_LEFT_ASSOCIATIVE = ("+", "-", "*", "/", "@")
 
 
 class _Lowerer:
@@ -44,6 +52,8 @@ class _Lowerer:
         self.later_defs = {s.name.id for s in module.statements if isinstance(s, ast.Def)}
         self.call_depth = 0
         self.depth = 0
+        self.work = 0
+        self.inlined: dict[tuple, tuple] = {}  # (def, args) -> (args, result): defs are pure
 
     # ------------------------------------------------------------ statements
     def run(self, module: ast.Module) -> Program:
@@ -206,6 +216,7 @@ class _Lowerer:
         if self.depth >= MAX_NESTING:
             raise CompileError(f"expression nested too deeply (limit {MAX_NESTING} levels)",
                                e.span)
+        self.count_work(1, e)
         self.depth += 1
         try:
             v = getattr(self, "expr_" + type(e).__name__)(e)
@@ -214,6 +225,13 @@ class _Lowerer:
         if isinstance(v, Node) and v.shape:
             self.check_size(v.shape, e.span)
         return v
+
+    def count_work(self, steps: int, e: Any) -> None:
+        self.work += steps
+        if self.work > MAX_WORK:
+            raise CompileError(f"the program is too large: lowering it takes more than "
+                               f"{MAX_WORK} steps (every def call is inlined, so a def that "
+                               "calls another def twice doubles its size)", e.span)
 
     def value(self, e: Any) -> Node | float:
         """An expression used as an operand: a tensor or a number, never a mask or a list."""
@@ -245,19 +263,47 @@ class _Lowerer:
         return tuple(self.expr(i) for i in e.items)
 
     def expr_Neg(self, e: ast.Neg) -> Node | float:
-        v = self.value(e.operand)
-        return -v if isinstance(v, float) else self.located(e.span, ops.neg, v)
+        chain = [e]  # ---x: a loop, not a recursion
+        while isinstance(chain[-1].operand, ast.Neg):
+            chain.append(chain[-1].operand)
+        self.count_work(len(chain), e)
+        v = self.value(chain[-1].operand)
+        for neg in reversed(chain):
+            v = -v if isinstance(v, float) else self.located(neg.span, ops.neg, v)
+        return v
 
     def expr_BinOp(self, e: ast.BinOp) -> Node | float:
-        a, b = self.value(e.left), self.value(e.right)
+        if e.op == "^":  # a^b^c^...: right-associative, walked along the right
+            chain = [e]
+            while isinstance(chain[-1].right, ast.BinOp) and chain[-1].right.op == "^":
+                chain.append(chain[-1].right)
+            self.count_work(len(chain), e)
+            acc = self.value(chain[-1].right)
+            for node in reversed(chain):
+                acc = self.binop(node, self.value(node.left), acc)
+            return acc
+        chain = [e]  # a + b - c * ...: left-associative, walked along the left
+        while isinstance(chain[-1].left, ast.BinOp) and chain[-1].left.op in _LEFT_ASSOCIATIVE:
+            chain.append(chain[-1].left)
+        self.count_work(len(chain), e)
+        acc = self.value(chain[-1].left)
+        for node in reversed(chain):
+            acc = self.binop(node, acc, self.value(node.right))
+        return acc
+
+    def binop(self, e: ast.BinOp, a: Node | float, b: Node | float) -> Node | float:
+        """`a op b` for the operator of `e` (operands already lowered)."""
         if e.op == "@":
             from chainrule.compiler.indexing import matmul
-            return self.located(e.span, matmul, a, b)
-        op = _BINARY[e.op]
-        if isinstance(a, float) and isinstance(b, float):
+            out = self.located(e.span, matmul, a, b)
+        elif isinstance(a, float) and isinstance(b, float):
             from chainrule.compiler.builtins import _fold
-            return _fold(op, a, b)
-        return self.located(e.span, ops.apply, op, a, b)
+            return _fold(_BINARY[e.op], a, b)
+        else:
+            out = self.located(e.span, ops.apply, _BINARY[e.op], a, b)
+        if out.shape:  # the links of a chain do not pass through expr()
+            self.check_size(out.shape, e.span)
+        return out
 
     def expr_Compare(self, e: ast.Compare) -> Node:
         a, b = self.value(e.left), self.value(e.right)
@@ -319,10 +365,15 @@ class _Lowerer:
             raise CompileError(f"{e.func}() takes {len(d.params)} argument"
                                f"{'s' * (len(d.params) != 1)}, got {len(e.args)}", e.func_span)
         values = [self.expr(a) for a in e.args]
+        key = (e.func, tuple(_identity(v) for v in values))
+        if key in self.inlined:  # the same def on the same values: the same result
+            return self.inlined[key][1]
         saved = self.scope
-        self.scope = {**saved, **{p.id: v for p, v in zip(d.params, values)}}
+        self.scope = ChainMap({p.id: v for p, v in zip(d.params, values)}, saved)
         try:
-            return self.expr(d.body)
+            result = self.expr(d.body)
+            self.inlined[key] = (values, result)  # values keep the nodes (and their ids) alive
+            return result
         except CompileError as err:
             # located in the body; say which call it came from (a def may be called often)
             raise CompileError(f"{err.message} (in {e.func}() called at line {e.span.line}, "
@@ -342,6 +393,15 @@ class _Lowerer:
             return
         if all(c.size != size or c.minimum != minimum for c in self.constraints):
             self.constraints.append(Constraint(size, minimum, reason))
+
+
+def _identity(v: Any) -> Any:
+    """A hashable stand-in for a def argument: nodes by identity (they are interned)."""
+    if isinstance(v, Node):
+        return ("node", id(v))
+    if isinstance(v, (list, tuple)):
+        return (type(v).__name__, tuple(_identity(x) for x in v))
+    return (type(v).__name__, v if not isinstance(v, float) else v.hex())
 
 
 def lower(module: ast.Module, source: Source, dtype: str | None = None) -> Program:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from chainrule.compiler.autodiff import gradients
+from chainrule.compiler.deepstack import run_deep
 from chainrule.compiler.lower import lower
 from chainrule.compiler.program import Program
 from chainrule.compiler.simplify import simplify
@@ -21,7 +22,15 @@ def check_wrt(program: Program, wrt: tuple[str, ...] | None) -> None:
 
 def build_program(source: Source, wrt: tuple[str, ...] | None = None,
                   dtype: str | None = None, optimize: bool = True) -> Program:
-    """Source text to a typed program with its gradient, simplified."""
+    """Source text to a typed program with its gradient, simplified.
+
+    Lowering recurses along expressions, so it runs on a big stack (deepstack).
+    """
+    return run_deep(_build_program, source, wrt, dtype, optimize)
+
+
+def _build_program(source: Source, wrt: tuple[str, ...] | None, dtype: str | None,
+                   optimize: bool) -> Program:
     module = parse(source.text, source.filename)
     program = lower(module, source, dtype)
     check_wrt(program, wrt)

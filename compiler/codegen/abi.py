@@ -21,6 +21,7 @@ from chainrule.compiler.codegen.emit import FunctionEmitter, Sizes, workspace_la
 from chainrule.compiler.codegen.loops import I32, I64, PTR
 from chainrule.compiler.codegen.matmul import emit_gemm
 from chainrule.compiler.codegen.pywrap import emit_array_wrapper, emit_wrapper
+from chainrule.compiler.deepstack import run_deep
 from chainrule.compiler.matvec import matvec_to_reductions
 from chainrule.compiler.program import Program
 from chainrule.compiler.schedule import Plan, plan
@@ -56,6 +57,12 @@ def scalar_only(program: Program) -> bool:
 
 def build_module(program: Program, name: str, vector_bits: int | None = None,
                  python_wrappers: bool = False) -> Module:
+    """The LLVM module of `program` (emission recurses along expressions: big stack)."""
+    return run_deep(_build_module, program, name, vector_bits, python_wrappers)
+
+
+def _build_module(program: Program, name: str, vector_bits: int | None,
+                  python_wrappers: bool) -> Module:
     program = matvec_to_reductions(program)
     dims = program.symbolic_dims
     module = ir.Module(name=name)
