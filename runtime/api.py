@@ -1,6 +1,7 @@
 """The Python API: `compile`, `compile_file` and the `Function` they return."""
 from __future__ import annotations
 
+import operator
 import os
 import threading
 from typing import Any, Callable
@@ -32,6 +33,8 @@ class Function:
         self._program = program
         self._names = tuple(a.name for a in signature.args)
         self._n_args = len(self._names)
+        self._by_name = operator.itemgetter(*self._names) if len(self._names) > 1 else \
+            (lambda kw, names=self._names: tuple(kw[n] for n in names))
         self._n_out = len(signature.outputs)
         self._fast = getattr(backend, "fast", {})
         self.wrt = tuple(n for n, _ in signature.grads)
@@ -82,7 +85,7 @@ class Function:
         sig = self.signature
         given = arguments.collect(sig.args, positional, keywords)
         arrays = {a.name: arguments.convert(a, given[a.name]) for a in sig.args}
-        dims = arguments.bind(sig.args, arrays, sig.constraints)
+        dims = arguments.bind(sig.args, arrays, sig.constraints, sig.symbolic_dims)
         return arrays, dims
 
     def _result(self, outputs: list, given: bool = False) -> Any:
@@ -104,9 +107,12 @@ class Function:
         if fast is None:
             return None
         if kwargs:
-            if args or len(kwargs) != self._n_args or "out" in kwargs:
+            if args or len(kwargs) != self._n_args:
                 return None
-            args = tuple(map(kwargs.get, self._names))
+            try:
+                args = self._by_name(kwargs)  # a tuple in declaration order, in C
+            except KeyError:
+                return None
         elif len(args) != self._n_args:
             return None
         return fast(args, np.float64) or None
