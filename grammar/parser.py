@@ -9,6 +9,7 @@ names the offending token and what was expected in plain words.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -23,6 +24,7 @@ from chainrule.grammar.syntax_errors import CLOSERS, OPENERS, syntax_error
 __all__ = ["parse"]
 
 _GRAMMAR = Path(__file__).with_name("expr.lark")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse(text: str, filename: str = "<string>") -> ast.Module:
@@ -31,6 +33,13 @@ def parse(text: str, filename: str = "<string>") -> ast.Module:
         raise TypeError(f"parse() needs the program as str, not {type(text).__name__}")
     text = text.removeprefix("\ufeff")  # a byte order mark is not part of line 1
     source = Source(text, filename)
+    surrogate = _SURROGATE.search(text)
+    if surrogate is not None:  # only a str built in Python has one: no file decodes to it
+        at = surrogate.start()
+        line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        raise CompileError(f"invalid character U+{ord(text[at]):04X} (a lone surrogate: the "
+                           "program is not valid Unicode text)",
+                           Span(line, column, line, column + 1), source)
     try:
         return _lark().parse(text)
     except UnexpectedInput as e:

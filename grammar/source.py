@@ -20,6 +20,7 @@ class Span:
 
 
 NO_SPAN = Span(1, 1, 1, 1)
+_SHOWN = 160  # at most this many characters of a source line in an error message
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,13 @@ class CompileError(Exception):
         width = 1
         if self.span.end_line == self.span.line and self.span.end_column > self.span.column:
             width = self.span.end_column - self.span.column
-        caret = " " * (self.column - 1) + "^" + "~" * max(0, min(width, len(text) - self.column + 1) - 1)
+        column = self.column
+        if len(text) > _SHOWN:  # a window of a very long line, around the column
+            start = max(0, min(column - 1 - _SHOWN // 2, len(text) - _SHOWN))
+            text = ("..." if start else "") + text[start:start + _SHOWN] + \
+                ("..." if start + _SHOWN < len(text) else "")
+            column = column - start + (3 if start else 0)
+        caret = " " * (column - 1) + "^" + "~" * max(0, min(width, len(text) - column + 1) - 1)
         return f"{head}\n{text}\n{caret}"
 
     def __str__(self) -> str:

@@ -42,6 +42,9 @@ def collect(args: Sequence[ArgInfo], positional: tuple, keywords: Mapping[str, A
 def convert(arg: ArgInfo, value: Any) -> np.ndarray:
     """Any array-like of numbers becomes an array of the declared dtype."""
     want = NP_DTYPES[arg.type.dtype]
+    if isinstance(value, np.ma.MaskedArray):  # np.asarray would silently drop the mask
+        raise TypeError(f"argument '{arg.name}' is a masked array; pass its values with the "
+                        "masked ones filled in (x.filled(...))")
     try:
         array = np.asarray(value)
     except Exception as err:  # ragged lists and the like
@@ -53,8 +56,11 @@ def convert(arg: ArgInfo, value: Any) -> np.ndarray:
 
 
 def bind(args: Sequence[ArgInfo], arrays: Mapping[str, np.ndarray],
-         constraints: Sequence[Constraint]) -> dict[str, int]:
-    """Check every shape against its declaration; return the symbolic dims' sizes."""
+         constraints: Sequence[Constraint], symbolic: Sequence[str] = ()) -> dict[str, int]:
+    """Check every shape against its declaration; return the symbolic dims' sizes.
+
+    A symbolic dim that no argument uses (a `dim N` declared but never used in a
+    type) is 0: no value's shape can mention it, so its size changes nothing."""
     dims: dict[str, int] = {}
     source: dict[str, str] = {}
     for arg in args:
@@ -77,6 +83,8 @@ def bind(args: Sequence[ArgInfo], arrays: Mapping[str, np.ndarray],
                     f"{dims[name]} from argument '{source[name]}' (shape {shape_str(declared)})")
             dims.setdefault(name, got)
             source.setdefault(name, arg.name)
+    for name in symbolic:
+        dims.setdefault(name, 0)
     for c in constraints:
         if eval_size(c.size, dims) < c.minimum:
             bound = ", ".join(f"{k} = {v}" for k, v in dims.items())
@@ -144,6 +152,8 @@ class QuickCheck:
             shape = tuple(s if isinstance(s, int) else _dim_name(s) for s in a.type.shape)
             self.plan.append((a.name, NP_DTYPES[a.type.dtype], shape))
         self.constraints = tuple(signature.constraints)
+        used = {d for _, _, shape in self.plan for d in shape if not isinstance(d, int)}
+        self.unbound = tuple(d for d in signature.symbolic_dims if d not in used)
 
     def check(self, positional: tuple, keywords: Mapping[str, Any]):
         if positional:
@@ -168,6 +178,8 @@ class QuickCheck:
                 elif dims.setdefault(want, got) != got:
                     return None
             arrays[name] = value
+        for d in self.unbound:  # declared, in no argument's type: see bind()
+            dims[d] = 0
         for c in self.constraints:
             if eval_size(c.size, dims) < c.minimum:
                 return None

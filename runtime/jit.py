@@ -356,7 +356,7 @@ def cache_key(llvm_ir: str, key_parts: tuple[str, ...], cpu: str = "native") -> 
     h = hashlib.sha256()
     h.update(len(key_parts).to_bytes(4, "little"))
     for field in fields:
-        data = field.encode("utf-8")
+        data = field.encode("utf-8", "surrogatepass")  # any str hashes (a lone surrogate too)
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
     return h.hexdigest()
