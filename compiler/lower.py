@@ -32,6 +32,7 @@ MAX_NESTING = 50_000
 # takes about 100,000).
 MAX_WORK = 1_000_000
 _LEFT_ASSOCIATIVE = ("+", "-", "*", "/", "@")
+MAX_RANK = 64  # NumPy's limit: arguments and results are NumPy arrays
 
 
 class _Lowerer:
@@ -113,7 +114,11 @@ class _Lowerer:
 
     def check_size(self, shape: tuple, span: Span | None) -> None:
         """Element counts must fit the native code's 64-bit size arithmetic with room
-        to spare: a tensor of more than 2^53 elements is an error, not an overflow."""
+        to spare: a tensor of more than 2^53 elements is an error, not an overflow.
+        Ranks are limited to NumPy's 64, so every value can be a NumPy array."""
+        if len(shape) > MAX_RANK:
+            raise CompileError(f"a tensor of rank {len(shape)}: ranks are limited to "
+                               f"{MAX_RANK} (as in NumPy)", span)
         count = static_numel(shape)
         if count <= MAX_ELEMENTS and all(not isinstance(s, int) or s <= MAX_ELEMENTS
                                          for s in shape):

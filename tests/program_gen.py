@@ -244,7 +244,8 @@ class GeneratedProgram:
 
 
 # ------------------------------------------------------------------ the builder
-NUMBERS = [("-1", -1.0), ("-0.5", -0.5), ("0.5", 0.5), ("2", 2.0), ("3", 3.0), ("1.5", 1.5), ("0.1", 0.1), ("1e-3", 1e-3),
+NUMBERS = [("-1", -1.0), ("-0.5", -0.5), ("0.5", 0.5), ("2", 2.0), ("3", 3.0), ("1.5", 1.5),
+           ("0.1", 0.1), ("1e-3", 1e-3),
            ("2.", 2.0), (".5", 0.5), ("0.25", 0.25), ("1E1", 10.0), ("pi", math.pi),
            ("e", math.e), ("(1 + 2)", 3.0), ("2^-1", 0.5), ("sqrt(2)", math.sqrt(2)),
            ("7", 7.0), ("0.75", 0.75)]
@@ -503,7 +504,8 @@ class ProgramBuilder:
             b = self.away_from_zero(b)
             corners = [a.lo / b.lo, a.lo / b.hi, a.hi / b.lo, a.hi / b.hi]
             self.note("div")
-            return Val(f"{a.wrapped} / {b.wrapped}", dtype, shape, min(corners), max(corners), False)
+            return Val(f"{a.wrapped} / {b.wrapped}", dtype, shape, min(corners), max(corners),
+                       False)
         if op in ("maximum", "minimum"):
             self.note(op)
             f = max if op == "maximum" else min

@@ -181,6 +181,34 @@ def test_exponential_def_expansion_stops_with_an_error(monkeypatch):
     assert "the program is too large" in err.message and err.line >= 2
 
 
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_high_ranks(backend):
+    """Rank 64 works (NumPy's limit); more is a located error, not a NumPy failure."""
+    src = ("param x: [" + ", ".join(["1"] * 63) + ", 2]\n"
+           "y = reshape(x, [" + ", ".join(["1"] * 62) + ", 2, 1])\nloss = sum(y * y)\n"
+           "output loss, y\n")
+    fn = chainrule.compile(src, backend=backend)
+    (value, y), grads = fn.value_and_grad(x=np.full((1,) * 63 + (2,), 3.0))
+    assert value == 18.0 and grads["x"].shape == (1,) * 63 + (2,) and y.ndim == 64
+    err = compile_error(src.replace("2, 1])", "2, 1, 1])"), backend=backend)
+    assert err.message == "a tensor of rank 65: ranks are limited to 64 (as in NumPy)"
+    assert (err.line, err.column) == (2, 5)
+    err = compile_error("param x: [" + ", ".join(["1"] * 65) + "]\nloss = sum(x)\noutput loss\n")
+    assert "rank 65" in err.message and err.line == 1
+
+
+def test_many_dims_arguments_and_outputs():
+    n = 300
+    lines = [f"dim D{i}" for i in range(n)] + [f"param p{i}: [D{i}]" for i in range(n)]
+    lines += ["loss = " + " + ".join(f"sum(p{i})" for i in range(n))]
+    lines += ["output loss, " + ", ".join(f"p{i % n}" for i in range(500))]
+    fn = chainrule.compile("\n".join(lines) + "\n", backend="numpy")
+    args = {f"p{i}": np.ones(i % 4) for i in range(n)}
+    values, grads = fn.value_and_grad(**args)
+    assert len(values) == 501 and values[0] == sum(i % 4 for i in range(n))
+    assert len(grads) == n
+
+
 # ================================================================ huge sizes
 def test_huge_constant_dims_with_a_matmul_are_a_located_error(capsys, tmp_path):
     """dim N = 10^12 and an [N, N] product: 10^24 elements would overflow the native
@@ -317,6 +345,28 @@ def test_non_utf8_file(capsys, tmp_path):
     with pytest.raises(chainrule.CompileError) as info:
         chainrule.compile_file(path, backend="numpy")
     assert (info.value.line, info.value.column) == (3, 6)
+
+
+def test_a_file_name_that_is_not_utf8(tmp_path):
+    """os.fsdecode gives such a name lone surrogates: it reaches the cache key (it raised
+    UnicodeEncodeError in the llvm backend) and error messages."""
+    raw = os.fsencode(tmp_path) + b"/odd\xff\xfename.expr"
+    with open(raw, "wb") as f:
+        f.write(b"param x\nloss = x * 2\noutput loss\n")
+    path = os.fsdecode(raw)
+    for backend in ("numpy", "llvm"):
+        assert chainrule.compile_file(path, backend=backend).value(x=2.0) == 4.0
+    with open(raw, "wb") as f:
+        f.write(b"param x\nloss = y * 2\noutput loss\n")
+    with pytest.raises(chainrule.CompileError) as info:
+        chainrule.compile_file(path, backend="llvm")
+    assert str(info.value).startswith(f"{path}:2:8: error: unknown name 'y'")
+    # a real process: stderr shows the undecodable bytes as \udcNN escapes
+    done = subprocess.run([sys.executable, "-m", "chainrule", "show", raw], cwd=ROOT,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 2 and b"Traceback" not in done.stderr
+    assert done.stderr.startswith(os.fsencode(tmp_path) + b"/odd\\udcff\\udcfename.expr:2:8: "
+                                  b"error: unknown name 'y'")
 
 
 def test_a_very_long_line_is_shown_in_part():
