@@ -332,8 +332,11 @@ def _fuse_rows(kernels: list[Kernel], produced_in: dict, materialized: set) -> l
     for k in kernels:
         host = None
         if k.kind == "loop" and k.domain:
-            deps = {d: a for it in k.items for d, a in _row_deps(it, materialized).items()
-                    if produced_in[d] is not k}
+            deps: dict[Node, bool] = {}
+            for it in k.items:  # a dependency is row-aligned only if every item reads it so
+                for d, aligned in _row_deps(it, materialized).items():
+                    if produced_in[d] is not k:
+                        deps[d] = deps.get(d, True) and aligned
             sources = {id(group_of[id(produced_in[d])]) for d in deps}
             for cand in reversed(out):
                 if cand.kind in ("loop", "rows") and cand.domain[:1] == k.domain[:1] \

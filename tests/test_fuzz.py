@@ -462,15 +462,10 @@ def test_bug_reduction_reassociation_loses_nan(src, args):
     assert np.isnan(got), got
 
 
-@pytest.mark.xfail(strict=True, reason="planner/codegen: the value-and-grad kernel 0 ('rows over "
-                   "[N]': store t3, then a loop over [N, N] with five reductions) reads the output "
-                   "buffer of t3 at rows it has not stored yet (tiles of 8 rows), so the gradient "
-                   "depends on what the output array held before the call: with zeros (or in a "
-                   "fresh process, from np.empty) dloss/dw1 is off by 3.0 at N = 9; N = 8, 16 "
-                   "are right; the value is right")
 @pytest.mark.parametrize("n", [9, 12])
 def test_bug_fused_rows_read_an_output_before_it_is_stored(n):
-    """Found by the campaign (seed 20042); compiling the NumPy backend first in the
+    """Regression (fixed: row fusion now ANDs a dependency's row alignment over all
+    items of a loop). Found by the campaign (seed 20042); compiling the NumPy backend first in the
     same process hid it (other garbage in the fresh output arrays), so the reduced
     repro passes zero-filled out= buffers."""
     src = ("dim N\nparam w1: f64[N, 1]\nt3 = w1 * 2\nt4 = transpose(w1 @ w1.T)\n"
@@ -482,12 +477,8 @@ def test_bug_fused_rows_read_an_output_before_it_is_stored(n):
     np.testing.assert_allclose(out["grad_w1"], want, rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="planner: row fusion ('rows over [M]' in value_and_grad) "
-                   "fuses max(w, axis=1) with a loop that reads r[j] along the other axis "
-                   "(r / w broadcasts r over rows), i.e. values of rows outside the current tile "
-                   "that are not computed yet: the loss is -inf at M = 9 (value() is right)")
 def test_bug_row_fusion_reads_rows_not_yet_computed():
-    """Found by the campaign (seed 20724: NaN instead of 4.4e6), reduced by hand."""
+    """Regression (fixed with the one above). Found by the campaign (seed 20724: NaN instead of 4.4e6), reduced by hand."""
     src = "dim M\nparam w: [M, M]\nr = max(w, axis=1)\nloss = sum(r / w)\noutput loss\n"
     w = np.arange(1.0, 82.0).reshape(9, 9)
     want = chainrule.compile(src, backend="numpy").value_and_grad(w=w)
