@@ -6,7 +6,7 @@ evaluates it directly with array-library calls, with none of chainrule's
 lowering, IR, autodiff, simplifier or backends. Under jax it is
 differentiated by `jax.value_and_grad`.
 
-Semantics follow /work/shared/language.md and docs/language.md: NumPy
+Semantics follow the language contract as docs/language.md explains it: NumPy
 broadcasting, literals take the other operand's dtype (NumPy >= 2 and JAX
 treat Python floats as weakly typed, which is the same rule), expressions of
 numbers only are folded in float64, `where` with two number branches takes
