@@ -73,7 +73,6 @@ class Plan:
     storage: dict[Node, Buffer]
     work: list[Buffer]
     lifetimes: list[tuple[int, int]]  # per work buffer: first and last kernel using it
-    matmul_count: int
 
     def describe(self, names: dict[Node, str]) -> str:
         lines = []
@@ -270,8 +269,7 @@ def _assign(order, materialized: set, roots) -> Plan:
                     first.setdefault(buf.index, k)
                     last[buf.index] = k
     lifetimes = [(first[b.index], last[b.index]) for b in work]
-    matmuls = sum(k.kind == "matmul" for k in kernels)
-    return Plan(kernels, storage, work, lifetimes, matmuls)
+    return Plan(kernels, storage, work, lifetimes)
 
 
 def _item_deps(item: Item, materialized: set) -> dict[Node, bool]:

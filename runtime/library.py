@@ -15,22 +15,17 @@ import ctypes
 import json
 import os
 import struct
-import threading
 from pathlib import Path
 
 import numpy as np
 
 from chainrule.compiler.program import Signature
-from chainrule.compiler.shapes import eval_shape
 from chainrule.runtime.aot import INFO_FORMAT
+from chainrule.runtime.native import Results, Workspaces, check_return_code
 
 
 class LibraryError(ValueError):
     """The file is not a loadable chainrule library; the message says why (one line)."""
-
-
-_ERRORS = {1: "dims are negative or too small for the program's slices",
-           2: "the workspace could not be allocated"}
 
 
 class SharedLibrary:
@@ -70,21 +65,11 @@ class LibraryBackend:
             fn.restype = ctypes.c_int
             fn.argtypes = [i64] * n_dims + [ptr] * (n_ptrs + len(signature.grads) * with_grad + 1)
             self._calls[with_grad] = fn
-        self._work_size = getattr(lib, f"{name}_work_size")
-        self._work_size.restype, self._work_size.argtypes = i64, [i64] * n_dims
-        self._local = threading.local()
-
-    def workspace(self, dims: tuple[int, ...]) -> int | None:
-        size = int(self._work_size(*dims))
-        if size <= 0:
-            return None
-        buffers = self._local.__dict__.setdefault("buffers", {})
-        if size not in buffers:
-            if len(buffers) > 4:
-                buffers.clear()
-            raw = np.empty(size + 64, dtype=np.uint8)
-            buffers[size] = (raw, raw.ctypes.data + (-raw.ctypes.data) % 64)
-        return buffers[size][1]
+        work_size = getattr(lib, f"{name}_work_size")
+        work_size.restype, work_size.argtypes = i64, [i64] * n_dims
+        self.workspaces = Workspaces(work_size)
+        self._outputs = Results(signature.outputs)
+        self._grads = Results(signature.grads)
 
     def run(self, arrays: dict, dims: dict, with_grad: bool,
             out: tuple[list, list] | None = None) -> tuple[list, list]:
@@ -92,20 +77,12 @@ class LibraryBackend:
         dim_values = tuple(dims[d] for d in sig.symbolic_dims)
         args = [np.ascontiguousarray(arrays[a.name]) for a in sig.args]
         given_out, given_grads = out if out is not None else (None, None)
-        outputs = _results(sig.outputs, given_out, dims)
-        grads = _results(sig.grads, given_grads, dims) if with_grad else []
+        outputs = self._outputs.allocate(dims, given_out)
+        grads = self._grads.allocate(dims, given_grads) if with_grad else []
         pointers = [a.ctypes.data for a in (*args, *outputs, *grads)]
-        rc = self._calls[with_grad](*dim_values, *pointers, self.workspace(dim_values))
-        if rc:
-            raise ValueError(f"library call failed: {_ERRORS.get(rc, f'error code {rc}')}")
+        work = self.workspaces.get(dim_values) or None
+        check_return_code(self._calls[with_grad](*dim_values, *pointers, work), "library call")
         return outputs, grads
-
-
-def _results(declared, given: list | None, dims: dict) -> list[np.ndarray]:
-    given = given or [None] * len(declared)
-    return [b if b is not None else
-            np.empty(eval_shape(t.shape, dims), np.float32 if t.dtype == "f32" else np.float64)
-            for b, (_, t) in zip(given, declared)]
 
 
 def dynamic_symbols(path: str) -> list[str]:

@@ -17,17 +17,12 @@ import functools
 import hashlib
 import json
 import pathlib
-import threading
 
 import numpy as np
 
 from chainrule.compiler.program import Program, Signature, signature_of
-from chainrule.compiler.shapes import shape_evaluator
 from chainrule.runtime import jit
-
-_ERRORS = {1: "dims are negative or too small for the program's slices",
-           2: "the workspace could not be allocated"}
-
+from chainrule.runtime.native import Results, Workspaces, check_return_code
 
 class LLVMBackend:
     def __init__(self, signature: Signature, compiled: jit.CompiledModule, name: str,
@@ -41,13 +36,12 @@ class LLVMBackend:
         self._calls = {flag: ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object)(
             compiled.address(f"{name}_{suffix}_arrays"))
             for flag, suffix in ((True, "value_and_grad"), (False, "value"))}
-        self._work_size = ctypes.CFUNCTYPE(i64, *([i64] * len(dims)))(
-            compiled.address(f"{name}_work_size"))
-        self._local = threading.local()
+        self.workspaces = Workspaces(ctypes.CFUNCTYPE(i64, *([i64] * len(dims)))(
+            compiled.address(f"{name}_work_size")))
         self._arg_names = tuple(a.name for a in signature.args)
         self._dims = signature.symbolic_dims
-        self._out_shapes = [(shape_evaluator(t.shape), _np(t.dtype)) for _, t in signature.outputs]
-        self._grad_shapes = [(shape_evaluator(t.shape), _np(t.dtype)) for _, t in signature.grads]
+        self._outputs = Results(signature.outputs)
+        self._grads = Results(signature.grads)
         self.fast = {}
         if fast and np.float64.__basicsize__ == 24:
             for with_grad, suffix in ((True, "value_and_grad"), (False, "value")):
@@ -88,36 +82,18 @@ class LLVMBackend:
     def optimized_ir(self) -> str:
         return self.compiled.optimized_ir
 
-    def workspace(self, dims: tuple[int, ...]) -> int:
-        """A 64-byte aligned scratch buffer for this thread, reused across calls."""
-        size = int(self._work_size(*dims))
-        if size == 0:
-            return 0
-        cache = getattr(self._local, "buffers", None)
-        if cache is None:
-            cache = self._local.buffers = {}
-        buf = cache.get(size)
-        if buf is None:
-            if len(cache) > 4:
-                cache.clear()
-            raw = np.empty(size + 64, dtype=np.uint8)
-            offset = (-raw.ctypes.data) % 64
-            buf = cache[size] = (raw, raw.ctypes.data + offset)
-        return buf[1]
-
     def run(self, arrays: dict, dims: dict, with_grad: bool,
             out: tuple[list, list] | None = None) -> tuple[list, list]:
         """Call the native function; `out` holds caller buffers (checked) or None per result."""
         dim_values = tuple(dims[d] for d in self._dims)
         args = [a if a.flags.c_contiguous else np.ascontiguousarray(a)
                 for a in map(arrays.__getitem__, self._arg_names)]
-        outputs = _allocate(self._out_shapes, out[0] if out is not None else None, dims)
-        grads = _allocate(self._grad_shapes, out[1] if out is not None else None, dims) \
+        outputs = self._outputs.allocate(dims, out[0] if out is not None else None)
+        grads = self._grads.allocate(dims, out[1] if out is not None else None) \
             if with_grad else []
-        work = self.workspace(dim_values)
-        rc = self._calls[with_grad]((*dim_values, *args, *outputs, *grads, work))
-        if rc:
-            raise ValueError(f"native call failed: {_ERRORS.get(rc, f'error code {rc}')}")
+        work = self.workspaces.get(dim_values)
+        check_return_code(self._calls[with_grad]((*dim_values, *args, *outputs, *grads, work)),
+                          "native call")
         return outputs, grads
 
 
@@ -135,13 +111,3 @@ def compiler_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _allocate(shapes: list, given: list | None, dims: dict) -> list:
-    """Result arrays: the caller's out= buffers where given, else fresh ones."""
-    if given is None:
-        return [np.empty(shape(dims), dtype) for shape, dtype in shapes]
-    return [b if b is not None else np.empty(shape(dims), dtype)
-            for b, (shape, dtype) in zip(given, shapes)]
-
-
-def _np(dtype: str):
-    return np.float32 if dtype == "f32" else np.float64

@@ -110,12 +110,8 @@ def _emit_work_size(module, name, program, dims, plans, gemm_pack) -> None:
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     sizes = Sizes(b, dict(zip(dims, fn.args)))
 
-    def pack_bytes(builder, node):
-        (m, k), n = node.inputs[0].shape, node.inputs[1].shape[1]
-        return builder.call(gemm_pack[node.dtype], [sizes.size(m), sizes.size(n), sizes.size(k)])
-
     largest = ir.Constant(I64, 0)
     for p in plans.values():
-        total = workspace_layout(b, sizes, p, pack_bytes)[0]
+        total = workspace_layout(b, sizes, p, gemm_pack)[0]
         largest = b.select(b.icmp_signed(">", total, largest), total, largest)
     b.ret(largest)

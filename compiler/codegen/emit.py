@@ -16,7 +16,7 @@ from chainrule.compiler.codegen.loops import FLOAT_TYPES, I1, I32, I64, PTR, for
 from chainrule.compiler.codegen.scalar import REDUCE_FASTMATH, intrinsic
 from chainrule.compiler.ir import Node
 from chainrule.compiler.schedule import Buffer, Item, Kernel, Plan
-from chainrule.compiler.shapes import Shape, Size
+from chainrule.compiler.shapes import Shape, Size, add_size
 
 ALIGN = 64
 _IDENTITY = {"reduce_sum": 0.0, "reduce_max": -math.inf, "reduce_min": math.inf}
@@ -63,11 +63,11 @@ def _align(b: ir.IRBuilder, nbytes: ir.Value) -> ir.Value:
     return b.and_(b.add(nbytes, i64(ALIGN - 1)), i64(-ALIGN))
 
 
-def workspace_layout(b: ir.IRBuilder, sizes: Sizes, plan: Plan, pack_bytes) -> tuple:
+def workspace_layout(b: ir.IRBuilder, sizes: Sizes, plan: Plan, gemm_pack: dict) -> tuple:
     """Offsets of the work buffers: buffers whose lifetimes do not overlap share a slot.
 
-    Returns (total bytes, {buffer number: offset}, pack offset). `pack_bytes(b, node)`
-    gives a matmul's GEMM packing scratch; matmuls run one at a time, so one slot.
+    Returns (total bytes, {buffer number: offset}, pack offset). `gemm_pack[dtype]`
+    sizes a matmul's GEMM packing scratch; matmuls run one at a time, so one slot.
     """
     slots: list[list[int]] = []  # buffer numbers per slot
     slot_end: list[int] = []
@@ -95,7 +95,9 @@ def workspace_layout(b: ir.IRBuilder, sizes: Sizes, plan: Plan, pack_bytes) -> t
     pack = i64(0)
     for kernel in plan.kernels:
         if kernel.kind == "matmul":
-            nbytes = pack_bytes(b, kernel.items[0].node)
+            node = kernel.items[0].node
+            (m, k), n = node.inputs[0].shape, node.inputs[1].shape[1]
+            nbytes = b.call(gemm_pack[node.dtype], [sizes.size(m), sizes.size(n), sizes.size(k)])
             pack = b.select(b.icmp_signed(">", nbytes, pack), nbytes, pack)
     return b.add(total, _align(b, pack)), offsets, total
 
@@ -138,7 +140,7 @@ class FunctionEmitter:
         setup = self.fn.append_basic_block("setup")
         p.cbranch(p.icmp_signed("!=", bad, i64(0)), fail, setup)
         b = ir.IRBuilder(setup)
-        total, offsets, pack_offset = workspace_layout(b, self.sizes, self.plan, self._pack_bytes)
+        total, offsets, pack_offset = workspace_layout(b, self.sizes, self.plan, self.gemm_pack)
         own = b.icmp_unsigned("==", self.work_arg, ir.Constant(PTR, None))
         malloc = _declare(b.module, "malloc", PTR, [I64])
         free = _declare(b.module, "free", ir.VoidType(), [PTR])
@@ -165,11 +167,6 @@ class FunctionEmitter:
             b.call(free, [allocated])
         b.ret(ir.Constant(I32, 0))
         self.prelude.branch(check)  # sizes and allocas are all in the prelude now
-
-    def _pack_bytes(self, b: ir.IRBuilder, node: Node) -> ir.Value:
-        (m, k), n = node.inputs[0].shape, node.inputs[1].shape[1]
-        return b.call(self.gemm_pack[node.dtype],
-                      [self.sizes.size(m), self.sizes.size(n), self.sizes.size(k)])
 
     # ---------------------------------------------------------------- storage
     def buffer_ptr(self, buf: Buffer) -> ir.Value:
@@ -307,7 +304,6 @@ class FunctionEmitter:
         axis = node.attr("axis")
         offset: Size = 0
         result = None
-        from chainrule.compiler.shapes import add_size
         for x in node.inputs:
             start = self.sizes.size(offset)
             n = self.sizes.size(x.shape[axis])

@@ -7,8 +7,6 @@ instructions or LLVM intrinsics that have vector forms.
 """
 from __future__ import annotations
 
-import math
-
 from llvmlite import ir
 
 from chainrule.compiler.codegen import vmath
@@ -105,5 +103,3 @@ def identity(b, args, node):
 def power(b, args, node):
     return intrinsic(b, "llvm.pow", list(args))
 
-
-INF = math.inf
