@@ -444,17 +444,22 @@ def test_regression_mixed_precision_results_carry_f32_rounding():
     check(prog, 263, ("llvm", "fd", "interpreter"))
 
 
-@pytest.mark.xfail(strict=True, reason="codegen: reductions carry the 'reassoc' fast-math flag "
-                   "(compiler/codegen/scalar.py REDUCE_FASTMATH), which lets LLVM fold "
-                   "acc + (x - x) to acc and sum(c * w) to c * sum(w): NaN and infinities are "
-                   "lost (sum(x - x) at x = [inf, 1] is 0, not NaN)")
 @pytest.mark.parametrize("src, args", [
     ("dim N\nparam x: [N]\nloss = sum(x - x)\noutput loss\n", {"x": [np.inf, 1.0]}),
     ("param w: [3, 3]\ninput c: [1, 1]\nloss = sum(c * w)\noutput loss\n",
      {"w": [[1.0, -1.0, 2.0]] * 3, "c": [[np.inf]]}),
+    # long enough for the vectorized loop body, and a reduction over one axis
+    ("dim N\nparam x: [N]\nloss = sum(x - x)\noutput loss\n",
+     {"x": np.r_[np.ones(45), np.inf, np.ones(20)]}),
+    ("dim N, M\nparam x: [N, M]\nloss = max(sum(x - x, axis=1))\noutput loss\n",
+     {"x": np.pad([[np.inf]], ((3, 4), (30, 5)), constant_values=2.0)}),
 ])
-def test_bug_reduction_reassociation_loses_nan(src, args):
-    """Found by the special-values oracle (seeds 10403, 10488, 5157 of the campaign)."""
+def test_regression_reduction_reassociation_keeps_nan(src, args):
+    """Was: reductions carried the 'reassoc' flag and LLVM's reassociation looked
+    through the addend, folding acc + (x - x) to acc and sum(c * w) to c * sum(w),
+    so NaN was lost (sum(x - x) at [inf, 1] gave 0). Fixed by an llvm.canonicalize
+    barrier on the addend (codegen/scalar.py reduce_add). Found by the
+    special-values oracle (seeds 10403, 10488, 5157 of the campaign)."""
     with np.errstate(all="ignore"):
         want = chainrule.compile(src, backend="numpy").value(**args)
         got = chainrule.compile(src, backend="llvm").value(**args)

@@ -13,7 +13,7 @@ import math
 from llvmlite import ir
 
 from chainrule.compiler.codegen.loops import FLOAT_TYPES, I1, I32, I64, PTR, for_range, i64
-from chainrule.compiler.codegen.scalar import REDUCE_FASTMATH, intrinsic
+from chainrule.compiler.codegen.scalar import FASTMATH, intrinsic
 from chainrule.compiler.ir import Node
 from chainrule.compiler.schedule import Buffer, Item, Kernel, Plan
 from chainrule.compiler.shapes import Shape, Size, add_size
@@ -355,7 +355,7 @@ class FunctionEmitter:
             rest = b.sub(n, base)
             count = b.select(b.icmp_signed("<", rest, tile), rest, tile)
             for part in group.parts:
-                with for_range(self.b, count, "row") as r:
+                with for_range(self.b, count, "row", _sums_over(part, 0)) as r:
                     self._nest(part, (self.b.add(base, r, flags=("nsw",)),), accumulators)
                 self._done.update(it.node for it in part.items if it.target.kind != "ssa")
         for part in group.parts:
@@ -403,7 +403,8 @@ class FunctionEmitter:
             if level == depth:
                 self._loop_body(kernel, tuple(idx), accumulators)
             else:
-                with for_range(self.b, self.sizes.size(kernel.domain[level]), f"i{level}") as i:
+                with for_range(self.b, self.sizes.size(kernel.domain[level]), f"i{level}",
+                               _sums_over(kernel, level)) as i:
                     idx.append(i)
                     nest(level + 1)
                     idx.pop()
@@ -438,7 +439,7 @@ class FunctionEmitter:
                                    item.target.dtype)
             old = b.load(ptr, typ=FLOAT_TYPES[item.node.dtype])
             if item.node.op == "reduce_sum":
-                new = b.fadd(old, x, flags=REDUCE_FASTMATH)
+                new = b.fadd(old, x, flags=FASTMATH)
             else:
                 name = "llvm.maximum" if item.node.op == "reduce_max" else "llvm.minimum"
                 new = intrinsic(b, name, [old, x])
@@ -501,6 +502,14 @@ def _row_tile(group: Kernel) -> int:
             inner *= s if isinstance(s, int) else 256
         widest = max(widest, inner)
     return max(1, min(256, ROW_TILE_ELEMENTS // widest))
+
+
+def _sums_over(kernel: Kernel, axis: int) -> bool:
+    """Is `axis` the kernel's innermost loop, and does it carry a sum from one
+    iteration to the next (so the loop must be allowed to reorder adds)?"""
+    return axis == len(kernel.domain) - 1 and any(
+        item.mode == "reduce" and item.node.op == "reduce_sum" and axis in item.node.attr("axes")
+        for item in kernel.items)
 
 
 def _is_one(v: ir.Value) -> bool:

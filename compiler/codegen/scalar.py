@@ -14,7 +14,6 @@ from chainrule.compiler.codegen.loops import FLOAT_TYPES
 from chainrule.compiler.codegen.mathfns import math_function
 
 FASTMATH = vmath.FASTMATH  # nsz arcp contract afn: NaN and Inf semantics kept
-REDUCE_FASTMATH = FASTMATH + ("reassoc",)  # reductions may be reordered (vectorized)
 # sqrt, pow and division stay exact: with afn/arcp, x86 turns 1/sqrt(x) (and
 # x^-0.5) into an rsqrt estimate plus a Newton step: NaN for x = inf, and bits lost
 EXACT = ("nsz", "contract")
