@@ -17,12 +17,11 @@ from __future__ import annotations
 from chainrule.compiler.ir import TensorType
 from chainrule.compiler.program import Signature
 from chainrule.compiler.shapes import Sym
+from chainrule.runtime import native
 
 C_TYPES = {"f32": "float", "f64": "double"}
 
-RETURN_CODES = ((0, "success"),
-                (1, "a dim is negative or too small for the program's slices"),
-                (2, "the workspace (work == NULL) could not be allocated"))
+RETURN_CODES = ((0, "success"), *native.RETURN_CODES.items())
 
 # C11 and C++17 keywords and common macros a parameter must not be named after
 KEYWORDS = frozenset("""
@@ -117,7 +116,8 @@ def render_header(sig: Signature, name: str, *, source_name: str, source_sha256:
         " *",
         f" * work: NULL (the call allocates and frees its own), or a buffer of at",
         f" * least {name}_work_size(dims) bytes aligned to 64 (aligned_alloc(64, n)),",
-        " * used by one call at a time. The library keeps no global mutable state:",
+        f" * used by one call at a time ({name}_work_size returns -1 for dims whose",
+        " * sizes exceed int64: a call with them returns 3). The library keeps no global mutable state:",
         " * concurrent calls from several threads are safe, each with its own work.",
         " *",
         " * Return codes:",

@@ -13,8 +13,11 @@ import numpy as np
 
 from chainrule.compiler.shapes import shape_evaluator
 
-RETURN_CODES = {1: "dims are negative or too small for the program's slices",
-                2: "the workspace could not be allocated"}
+#: The ABI's nonzero return codes (the C header lists the same table).
+RETURN_CODES = {1: "a dim is negative or too small for the program's slices",
+                2: "the workspace (work == NULL) could not be allocated",
+                3: "the dims make an array or the workspace larger than 2^63 bytes"}
+TOO_LARGE = 3  # also what NAME_work_size's -1 means
 
 
 def check_return_code(rc: int, what: str) -> None:
@@ -32,7 +35,9 @@ class Workspaces:
     def get(self, dims: tuple[int, ...]) -> int:
         """The buffer's address, or 0 when the program needs none."""
         size = int(self.work_size(*dims))
-        if size <= 0:
+        if size < 0:
+            raise ValueError(f"dims {dims}: {RETURN_CODES[TOO_LARGE]}")
+        if size == 0:
             return 0
         buffers = self._local.__dict__.setdefault("buffers", {})
         buf = buffers.get(size)

@@ -10,6 +10,7 @@ See docs/guarantees.md for the limits these tests pin down.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -718,7 +719,7 @@ def test_native_index_arithmetic_is_64_bit():
     assert not re.search(r"trunc i64 .* to i32", ir)
 
 
-# ======================================================= known native bugs
+# ============================================== sizes beyond int64 at run time
 HUGE_SYMBOLIC = """
 import numpy as np, chainrule
 fn = chainrule.compile("dim N\\ndim Z\\nparam x: [N, Z]\\ny = x @ transpose(x)\\n"
@@ -730,12 +731,38 @@ except (ValueError, MemoryError) as err:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="native work_size overflows (nsw i64 multiplication) "
-                   "for symbolic dims bound to 2^32 from a zero-element [2^32, 0] array: an "
-                   "[N, N] intermediate needs 2^67 bytes, the size wraps to 0 and the call "
-                   "writes through a null workspace (SIGSEGV). Fix in codegen: overflow-"
-                   "checked sizes (llvm.smul.with.overflow) returning error code 2.")
-def test_bug_workspace_size_overflow_with_huge_symbolic_dims():
+def test_regression_workspace_size_overflow_with_huge_symbolic_dims():
+    """Was: work_size wrapped (nsw i64 multiplication) for dims bound to 2^32 from a
+    zero-element [2^32, 0] array: the [N, N] product needs 2^67 bytes, the size
+    wrapped to 0 and the call wrote through a null workspace (SIGSEGV). Sizes are
+    now overflow-checked (codegen/emit.py Sizes)."""
     done = run_python(HUGE_SYMBOLIC, env={"CHAINRULE_CACHE": "0"})
     assert_no_crash(done)
-    assert "refused:" in done.stdout
+    assert "refused:" in done.stdout and "2^63" in done.stdout
+
+
+@pytest.mark.parametrize("dims, want_size, want_rc", [
+    ((2 ** 32, 0), -1, 3),            # [N, N] f64 product: 2^67 bytes
+    ((2 ** 62, 0), -1, 3),            # N itself fits, 8 * N does not
+    ((2 ** 63 - 1, 0), -1, 3),        # the largest dim; N + 1 would wrap
+    ((3, 0), None, 0),                # an ordinary empty batch still runs
+])
+def test_native_sizes_beyond_int64_return_code_3(dims, want_size, want_rc):
+    """At the C ABI itself (the path of an AOT library with work = NULL): work_size
+    says -1 and a call returns 3, never touching memory."""
+    fn = chainrule.compile("dim N\ndim Z\nparam x: [N, Z]\ny = x @ transpose(x)\n"
+                           "z = concat([x, x], axis=0)\nloss = sum(y) + sum(z)\noutput loss\n",
+                           backend="llvm")
+    compiled, name = fn._backend.compiled, fn._backend.name
+    i64 = ctypes.c_int64
+    work_size = ctypes.CFUNCTYPE(i64, i64, i64)(compiled.address(f"{name}_work_size"))
+    call = ctypes.CFUNCTYPE(ctypes.c_int32, i64, i64, *[ctypes.c_void_p] * 4)(
+        compiled.address(f"{name}_value_and_grad"))
+    x, loss, grad = np.empty(0), np.zeros(()), np.empty(0)
+    size = work_size(*dims)
+    if want_size is not None:
+        assert size == want_size
+    else:
+        assert size >= 0
+    rc = call(*dims, x.ctypes.data, loss.ctypes.data, grad.ctypes.data, None)
+    assert rc == want_rc

@@ -112,6 +112,6 @@ def _emit_work_size(module, name, program, dims, plans, gemm_pack) -> None:
 
     largest = ir.Constant(I64, 0)
     for p in plans.values():
-        total = workspace_layout(b, sizes, p, gemm_pack)[0]
+        total = workspace_layout(sizes, p, gemm_pack)[0]
         largest = b.select(b.icmp_signed(">", total, largest), total, largest)
-    b.ret(largest)
+    b.ret(b.select(sizes.overflow, ir.Constant(I64, -1), largest))  # -1: sizes exceed int64

@@ -23,29 +23,61 @@ _IDENTITY = {"reduce_sum": 0.0, "reduce_max": -math.inf, "reduce_min": math.inf}
 
 
 class Sizes:
-    """Symbolic sizes as i64 values, computed once in the function's prelude."""
+    """Symbolic sizes as i64 values, computed once in the function's prelude.
+
+    Every product and sum is overflow-checked: dims bound from zero-element
+    arrays can be huge (an [N, 0] argument with N = 2^32 and an [N, N]
+    intermediate), and a wrapped size would size the workspace too small.
+    `overflow` is true when any size computed so far does not fit in int64.
+    """
 
     def __init__(self, b: ir.IRBuilder, dims: dict[str, ir.Value]):
         self.b = b
         self.dims = dims
         self.cache: dict = {}
+        self.overflow: ir.Value = ir.Constant(I1, 0)
+
+    def _checked(self, op: str, x: ir.Value, y: ir.Value) -> ir.Value:
+        if isinstance(x, ir.Constant) and isinstance(y, ir.Constant):
+            exact = x.constant * y.constant if op == "mul" else x.constant + y.constant
+            if -2 ** 63 <= exact < 2 ** 63:
+                return i64(exact)
+        fn = self.b.module.declare_intrinsic(
+            f"llvm.s{op}.with.overflow", [I64],
+            ir.FunctionType(ir.LiteralStructType([I64, I1]), [I64, I64]))
+        pair = self.b.call(fn, [x, y])
+        self.overflow = self.b.or_(self.overflow, self.b.extract_value(pair, 1))
+        return self.b.extract_value(pair, 0)
+
+    def mul(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self._checked("mul", x, y)
+
+    def add(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self._checked("add", x, y)
 
     def size(self, s: Size) -> ir.Value:
         if isinstance(s, int):
             return i64(s)
         if s not in self.cache:
-            b = self.b
             total = i64(s.const)
             for name, coef in s.terms:
-                total = b.add(total, b.mul(self.dims[name], i64(coef), flags=("nsw",)), flags=("nsw",))
-            self.cache[s] = b.sdiv(total, i64(s.div)) if s.div != 1 else total
+                total = self.add(total, self.mul(self.dims[name], i64(coef)))
+            self.cache[s] = self.b.sdiv(total, i64(s.div)) if s.div != 1 else total
         return self.cache[s]
 
     def numel(self, shape: Shape) -> ir.Value:
         total = i64(1)
         for s in shape:
-            total = self.b.mul(total, self.size(s), flags=("nsw",))
+            total = self.mul(total, self.size(s))
         return total
+
+    def bytes(self, shape: Shape, dtype: str) -> ir.Value:
+        """Bytes of a dense array, rounded up to the workspace alignment."""
+        nbytes = self.mul(self.numel(shape), i64(4 if dtype == "f32" else 8))
+        return self.align(nbytes)
+
+    def align(self, nbytes: ir.Value) -> ir.Value:
+        return self.b.and_(self.add(nbytes, i64(ALIGN - 1)), i64(-ALIGN))
 
     def strides(self, shape: Shape) -> list[ir.Value]:
         """Row-major element strides."""
@@ -54,21 +86,20 @@ class Sizes:
             out, acc = [], i64(1)
             for s in reversed(shape):
                 out.append(acc)
-                acc = self.b.mul(acc, self.size(s), flags=("nsw",))
+                acc = self.mul(acc, self.size(s))
             self.cache[key] = list(reversed(out))
         return self.cache[key]
 
 
-def _align(b: ir.IRBuilder, nbytes: ir.Value) -> ir.Value:
-    return b.and_(b.add(nbytes, i64(ALIGN - 1)), i64(-ALIGN))
-
-
-def workspace_layout(b: ir.IRBuilder, sizes: Sizes, plan: Plan, gemm_pack: dict) -> tuple:
+def workspace_layout(sizes: Sizes, plan: Plan, gemm_pack: dict) -> tuple:
     """Offsets of the work buffers: buffers whose lifetimes do not overlap share a slot.
 
-    Returns (total bytes, {buffer number: offset}, pack offset). `gemm_pack[dtype]`
-    sizes a matmul's GEMM packing scratch; matmuls run one at a time, so one slot.
+    Returns (total bytes, {buffer number: offset}, pack offset), computed with
+    `sizes`' builder and overflow check. `gemm_pack[dtype]` sizes a matmul's
+    GEMM packing scratch (bounded by the GEMM's blocking, so it cannot
+    overflow); matmuls run one at a time, so one slot.
     """
+    b = sizes.b
     slots: list[list[int]] = []  # buffer numbers per slot
     slot_end: list[int] = []
     for k in sorted(range(len(plan.work)), key=lambda k: plan.lifetimes[k]):
@@ -86,12 +117,11 @@ def workspace_layout(b: ir.IRBuilder, sizes: Sizes, plan: Plan, gemm_pack: dict)
     for members in slots:
         width = i64(0)
         for k in members:
-            buf = plan.work[k]
-            nbytes = b.mul(sizes.numel(buf.shape), i64(4 if buf.dtype == "f32" else 8))
+            nbytes = sizes.bytes(plan.work[k].shape, plan.work[k].dtype)
             width = b.select(b.icmp_signed(">", nbytes, width), nbytes, width)
         for k in members:
             offsets[k] = total
-        total = b.add(total, _align(b, width))
+        total = sizes.add(total, width)
     pack = i64(0)
     for kernel in plan.kernels:
         if kernel.kind == "matmul":
@@ -99,7 +129,7 @@ def workspace_layout(b: ir.IRBuilder, sizes: Sizes, plan: Plan, gemm_pack: dict)
             (m, k), n = node.inputs[0].shape, node.inputs[1].shape[1]
             nbytes = b.call(gemm_pack[node.dtype], [sizes.size(m), sizes.size(n), sizes.size(k)])
             pack = b.select(b.icmp_signed(">", nbytes, pack), nbytes, pack)
-    return b.add(total, _align(b, pack)), offsets, total
+    return sizes.add(total, sizes.align(pack)), offsets, total
 
 
 class FunctionEmitter:
@@ -128,6 +158,11 @@ class FunctionEmitter:
 
     # --------------------------------------------------------------- the body
     def emit(self) -> None:
+        """check dims -> check sizes -> workspace -> kernels -> free.
+
+        The prelude (sizes, workspace layout, allocas) and the size check are
+        finished last: only then are all sizes the kernels use known.
+        """
         check = self.fn.append_basic_block("check")
         p = ir.IRBuilder(check)
         bad = i64(0)
@@ -135,21 +170,19 @@ class FunctionEmitter:
             bad = p.or_(bad, p.zext(p.icmp_signed("<", v, i64(0)), I64))
         for c in self.program.constraints:
             bad = p.or_(bad, p.zext(p.icmp_signed("<", self.sizes.size(c.size), i64(c.minimum)), I64))
-        fail = self.fn.append_basic_block("bad_dims")
-        ir.IRBuilder(fail).ret(ir.Constant(I32, 1))
+        sizes_fit = self.fn.append_basic_block("sizes_fit")
+        p.cbranch(p.icmp_signed("!=", bad, i64(0)), self._fail(1, "bad_dims"), sizes_fit)
         setup = self.fn.append_basic_block("setup")
-        p.cbranch(p.icmp_signed("!=", bad, i64(0)), fail, setup)
+        total, offsets, pack_offset = workspace_layout(self.sizes, self.plan, self.gemm_pack)
         b = ir.IRBuilder(setup)
-        total, offsets, pack_offset = workspace_layout(b, self.sizes, self.plan, self.gemm_pack)
         own = b.icmp_unsigned("==", self.work_arg, ir.Constant(PTR, None))
         malloc = _declare(b.module, "malloc", PTR, [I64])
         free = _declare(b.module, "free", ir.VoidType(), [PTR])
-        allocated = b.select(own, b.call(malloc, [b.add(total, i64(ALIGN))]), ir.Constant(PTR, None))
-        oom = self.fn.append_basic_block("out_of_memory")
-        ir.IRBuilder(oom).ret(ir.Constant(I32, 2))
+        allocated = b.select(own, b.call(malloc, [self.sizes.add(total, i64(ALIGN))]),
+                             ir.Constant(PTR, None))
         run = self.fn.append_basic_block("run")
         failed = b.and_(own, b.icmp_unsigned("==", allocated, ir.Constant(PTR, None)))
-        b.cbranch(failed, oom, run)
+        b.cbranch(failed, self._fail(2, "out_of_memory"), run)
         b.position_at_end(run)
         raw = b.select(own, allocated, self.work_arg)
         # align an owned allocation to 64 bytes (GEP from the base: no int-to-pointer)
@@ -166,7 +199,14 @@ class FunctionEmitter:
         with b.if_then(own):
             b.call(free, [allocated])
         b.ret(ir.Constant(I32, 0))
-        self.prelude.branch(check)  # sizes and allocas are all in the prelude now
+        ir.IRBuilder(sizes_fit).cbranch(self.sizes.overflow, self._fail(3, "too_large"), setup)
+        self.prelude.branch(check)
+
+    def _fail(self, code: int, name: str) -> ir.Block:
+        """A block returning an ABI error code (see runtime/native.py RETURN_CODES)."""
+        block = self.fn.append_basic_block(name)
+        ir.IRBuilder(block).ret(ir.Constant(I32, code))
+        return block
 
     # ---------------------------------------------------------------- storage
     def buffer_ptr(self, buf: Buffer) -> ir.Value:
