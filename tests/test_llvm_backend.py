@@ -722,22 +722,16 @@ SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, 2.0, 3.0
                     40.0, -40.0, 100.0, -100.0, 700.0, -750.0, 89.0, -104.0, 1e4, -1e4, 1e9,
                     -1e9, 1e300, -1e300, 1e-310, 5e-324])
 
-# Inputs left out per op (replaced by 1.0), each for a divergence reported
+
+# Inputs left out per op (replaced by 1.0), for a divergence reported
 # separately:
-#   trig: |x| > 2**30 gives NaN (documented vmath limit, no Payne-Hanek
-#     reduction; see test_bug_trig_of_large_arguments)
 #   x^0.5 and the gradient of x^1.5 at -inf: pow(-inf, 0.5) is +inf natively,
 #     as IEEE 754 / C99 pow says, and NaN in NumPy (np.power's sqrt shortcut):
 #     the reference, not the native code, departs from IEEE here
-_TRIG_MAX = 2.0 ** 30
-
-
 def _special_excluded(op: str, dtype: str, values: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         x = values.astype(np.float32 if dtype == "f32" else np.float64)
     bad = np.zeros(values.shape, bool)
-    if op in ("sin", "cos", "tan"):
-        bad |= np.abs(x) > _TRIG_MAX
     if op in ("pow0.5", "pow1.5"):
         bad |= np.isneginf(x)
     return bad
@@ -1249,13 +1243,22 @@ def test_regression_f32_max_min_reduction_gradient_compiles():
     compare(llvm_fn, numpy_fn, {"x": np.array([1.0, 3.0, 2.0], np.float32)})
 
 
-@pytest.mark.xfail(reason="documented vmath limit: sin/cos/tan reduce arguments exactly only "
-                          "up to 2**30 and return NaN beyond (no Payne-Hanek reduction), "
-                          "while the language contract asks for the mathematical value",
-                   strict=True)
-def test_bug_trig_of_large_arguments():
-    llvm_fn, numpy_fn = pair("param x\nloss = sin(x) + cos(x) + tan(x)\noutput loss\n")
-    compare(llvm_fn, numpy_fn, {"x": 1e10})
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_regression_trig_of_large_arguments(dtype):
+    """Was: sin/cos/tan reduced the argument only for |x| <= 2**30 and returned NaN
+    beyond (no Payne-Hanek reduction).  Fixed in vmath: lanes beyond 2**30 take an
+    out-of-line table reduction (the bits of 2/pi, integer arithmetic), on the
+    scalar path and in vectors mixing small and huge values."""
+    f32 = dtype == "f32"
+    llvm_fn, numpy_fn = pair(f"param x: {dtype}\nloss = sin(x) + cos(x) + tan(x)\noutput loss\n")
+    for x in (1e10, -1e22, 1e30) + (() if f32 else (1e300, 1.7976931348623157e308)):
+        compare(llvm_fn, numpy_fn, {"x": np.float32(x) if f32 else x}, what=f"x={x}")
+    llvm_fn, numpy_fn = pair(f"dim N\nparam x: {dtype}[N]\nloss = sum(sin(x) + cos(x) + tan(x))\n"
+                             "output loss\n")
+    huge = [1e10, -1e22, 2.0 ** 30 + 64, 3e38] + ([] if f32 else [1e300, -1.7976931348623157e308])
+    x = np.resize(np.array([0.5, -2.0, 3.0] + huge), 37)        # small and huge lanes mixed
+    np.random.default_rng(0).shuffle(x)
+    compare(llvm_fn, numpy_fn, {"x": x.astype(np.float32 if f32 else np.float64)})
 
 
 @pytest.mark.parametrize("exponent", ["-0.5", "-1.5", "0.5", "1.5", "-2.5", "0.25"])

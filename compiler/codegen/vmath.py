@@ -3,8 +3,12 @@
 A libm call per element keeps the loop vectorizer away and costs ~10x; these
 emitters write the whole function inline (no branches, no calls except the
 vectorizable intrinsics llvm.fmuladd / fabs / copysign), using `select` for
-special cases.  Each `emit_<op>(builder, x)` takes a scalar `double` or `float`
-and returns a value of the same type.
+special cases.  Each `emit_<op>(builder, x)` takes a scalar `double` or `float`,
+or a vector of them, and returns a value of the same type.  The one exception
+is sin/cos/tan: straight-line code up to a final branch, taken only when some
+lane is beyond TRIG_MAX, to a call of a module-internal function for the
+whole value (see the trigonometric section); the builder is left at the end of
+a new block.  Nothing calls libm.
 
 Contract (checked by tests/test_vmath.py against NumPy):
 * IEEE special values: inf/-inf/nan inputs, overflow to inf, underflow to 0,
@@ -12,9 +16,9 @@ Contract (checked by tests/test_vmath.py against NumPy):
   the subnormal range are produced with gradual underflow (correctly rounded
   final scaling); subnormal inputs are handled (log rescales them).
 * The sign of a zero result is not guaranteed (the `nsz` flag is on).
-* sin/cos/tan reduce the argument exactly for |x| <= TRIG_MAX (2**30) and
-  return nan beyond it (no Payne-Hanek reduction); float32 trig is computed in
-  float64 and rounded.
+* sin/cos/tan are accurate for every finite argument: inline (Cody-Waite)
+  reduction for |x| <= TRIG_MAX (2**30), the bits of 2/pi (Payne-Hanek) beyond;
+  float32 trig is computed in float64 and rounded.
 * All polynomial coefficients are minimax (Remez exchange in mpmath, 60 digits)
   fits rounded to the target precision; the stated error is of the rounded fit.
 """
@@ -25,7 +29,7 @@ from llvmlite import ir
 
 FASTMATH = ("nsz", "arcp", "contract", "afn")   # never nnan/ninf/reassoc: NaN/inf must survive
 
-TRIG_MAX = 2.0 ** 30   # |x| beyond this: n*P1 in the pi/2 reduction is no longer exact
+TRIG_MAX = 2.0 ** 30   # |x| beyond this: n*P1 in the inline pi/2 reduction is no longer exact
 
 
 class _Emit:
@@ -62,8 +66,7 @@ class _Emit:
     def div(self, a, b): return self.b.fdiv(a, b, flags=FASTMATH)
 
     def intr(self, name, *args):
-        suffix = ("f64" if self.f64 else "f32")
-        full = f"{name}.v{self.lanes}{suffix}" if self.lanes else f"{name}.{suffix}"
+        full = f"{name}.{_suffix(self.ty)}"
         fn = self.b.module.globals.get(full) or ir.Function(
             self.b.module, ir.FunctionType(self.ty, [self.ty] * len(args)), full)
         return self.b.call(fn, args, fastmath=FASTMATH)
@@ -102,6 +105,13 @@ class _Emit:
         bb = self.sub(s, a)
         e = self.add(self.sub(a, self.sub(s, bb)), self.sub(b, bb))
         return s, e
+
+
+def _suffix(ty):
+    """A float type as LLVM mangles it in intrinsic names: f64, f32, v8f64, ..."""
+    if isinstance(ty, ir.VectorType):
+        return f"v{ty.count}{_suffix(ty.element)}"
+    return "f64" if isinstance(ty, ir.DoubleType) else "f32"
 
 
 def _float_bits(v, f64):
@@ -271,10 +281,14 @@ def emit_softplus(builder, x):
 
 
 # ---------------------------------------------------------------- trigonometric
-# x = n*pi/2 + r, |r| <= pi/4.  pi/2 = P1 + P2 + P3 + P4 + P5 where P1..P4 have
-# 23 significant bits, so n*Pi is exact for |n| < 2**30, and P5 is the rounded
-# rest (total error 7e-46).  x - n*P1 is exact (Sterbenz); the other products are
-# subtracted with TwoSum, keeping the remainder as r + rlo.
+# x = n*pi/2 + r, |r| <= pi/4, with two reductions:
+# * |x| <= TRIG_MAX, inline on every lane (Cody-Waite): pi/2 = P1 + P2 + P3 + P4 + P5
+#   where P1..P4 have 23 significant bits, so n*Pi is exact for |n| < 2**30, and P5
+#   is the rounded rest (total error 7e-46).  x - n*P1 is exact (Sterbenz); the
+#   other products are subtracted with TwoSum, keeping the remainder as r + rlo.
+# * TRIG_MAX < |x| < inf, out of line (Payne-Hanek, `_reduce_big_function`): the
+#   192 bits of 2/pi that matter for x's exponent, multiplied by x's significand
+#   in integer arithmetic, give x*2/pi mod 4 exactly enough for r + rlo.
 PIO2 = [float.fromhex(h) for h in ("0x1.921fb4p+0", "0x1.4442d0p-24", "0x1.846988p-48",
                                    "0x1.8cc514p-72", "0x1.80dc1cd129025p-95")]
 # sin(r) = r + r^3 S(z), cos(r) = 1 - z/2 + z^2 C(z), z = r^2 <= (pi/4)^2: minimax for
@@ -288,10 +302,159 @@ S32 = [-0.16666666641426636, 0.008333329362293106, -0.00019839327140505037, 2.71
 C32 = [0.04166666661910674, -0.0013888883467255543, 2.4799451550881966e-05, -2.72050464077598e-07]
 
 
-def _sincos_r(e, x, exact):
-    """(sin r, cos r, n as i64) for x = n*pi/2 + r, all in double.  exact=False (float32
-    inputs) drops the TwoSum bookkeeping: plain subtractions leave a relative error
-    ~2^-50 in r, far below float32 resolution."""
+def _pi_scaled(bits: int) -> int:
+    """pi * 2**bits within a few units, by Machin's formula in integers (16 guard bits)."""
+    prec = bits + 16
+
+    def atan_inv(k):   # atan(1/k) * 2**prec, alternating series truncated term by term
+        total, power, i = 0, (1 << prec) // k, 0
+        while power:
+            total += (-1) ** i * (power // (2 * i + 1))
+            power //= k * k
+            i += 1
+        return total
+    return (16 * atan_inv(5) - 4 * atan_inv(239)) >> 16
+
+
+def _two_over_pi_table(words: int) -> list[int]:
+    """64 zero bits (so that no exponent indexes before the table), then the
+    fraction bits of 2/pi, as `words` 64-bit words, most significant first."""
+    nbits = 64 * (words - 1)
+    frac = (1 << (2 * nbits + 65)) // _pi_scaled(nbits + 64)   # floor(2/pi * 2**nbits)
+    return [0] + [(frac >> (64 * k)) & (2 ** 64 - 1) for k in reversed(range(words - 1))]
+
+
+# Words 0..19 cover the windows of every exponent (the last one, inf/nan, starts at
+# bit 1034 of the padded table and ends in word 19).
+TWO_OVER_PI = _two_over_pi_table(20)
+PIO2_FIXED = _pi_scaled(125)            # pi/2 * 2**126, in [2**126, 2**127)
+_TABLE, _BIG_REDUCE = "chainrule.two_over_pi", "chainrule.trig_reduce_big"
+
+
+def _i(bits, v):
+    """An integer constant; values >= 2**(bits-1) are given in two's complement."""
+    return ir.Constant(ir.IntType(bits), v - (1 << bits) if v >= 1 << (bits - 1) else v)
+
+
+def _call(b, name, ret, args):
+    """Call the LLVM intrinsic `name` (its full, type-mangled name) returning `ret`."""
+    fn = b.module.globals.get(name) or ir.Function(
+        b.module, ir.FunctionType(ret, [a.type for a in args]), name)
+    return b.call(fn, args)
+
+
+def _narrow(b, v, shift):
+    """Bits shift .. shift+63 of the integer v, as an i64."""
+    return b.trunc(b.lshr(v, _i(v.type.width, shift)), ir.IntType(64))
+
+
+def _mul_wide(b, a, c):
+    """The 128-bit product of two i64 (one `mul` on x86-64; wider multiplies can
+    become libcalls)."""
+    i128 = ir.IntType(128)
+    return b.mul(b.zext(a, i128), b.zext(c, i128))
+
+
+def _table(module):
+    """The padded 2/pi table, one internal constant per module."""
+    g = module.globals.get(_TABLE)
+    if g is None:
+        ty = ir.ArrayType(ir.IntType(64), len(TWO_OVER_PI))
+        g = ir.GlobalVariable(module, ty, _TABLE)
+        g.linkage, g.global_constant, g.unnamed_addr = "internal", True, True
+        g.initializer = ir.Constant(ty, [_i(64, w) for w in TWO_OVER_PI])
+    return g
+
+
+def _scaled_by_two_over_pi(b, bits):
+    """x*2/pi mod 4 as the words (p2, p1, p0) of a 192-bit P, x*2/pi = P * 2**-190
+    (mod 4), up to 2**-137.
+
+    x = m * 2**e with m the 53-bit significand.  Bit k of 2/pi (weight 2**-k)
+    contributes m * 2**(e-k), a multiple of 4 for k <= e - 2: only bits from
+    k = e - 1 on matter, and 192 of them (window w) leave an error below
+    2**(53+e) * 2**-(e+190) = 2**-137.  Then x*2/pi = m*w * 2**-190 and P = m*w
+    mod 2**192."""
+    i64 = ir.IntType(64)
+    m = b.or_(b.and_(bits, _i(64, 2 ** 52 - 1)), _i(64, 2 ** 52))
+    # where bit k = e - 1 sits in the padded table (64 zero bits first): index 62 + e
+    first = b.sub(b.and_(b.lshr(bits, _i(64, 52)), _i(64, 0x7ff)), _i(64, 1075 - 62))
+    # never negative for |x| > 2**30; lanes of small x are computed and discarded
+    first = b.select(b.icmp_signed("<", first, _i(64, 0)), _i(64, 0), first)
+    q, s = b.lshr(first, _i(64, 6)), b.and_(first, _i(64, 63))
+    table = _table(b.module)
+    words = [b.load(b.gep(table, [_i(32, 0), b.add(q, _i(64, k))], inbounds=True)) for k in range(4)]
+    w = [_call(b, "llvm.fshl.i64", i64, [words[k], words[k + 1], s]) for k in range(3)]
+    low = _mul_wide(b, m, w[2])
+    mid = b.add(_mul_wide(b, m, w[1]), b.zext(_narrow(b, low, 64), ir.IntType(128)))   # < 2**118
+    return b.add(_narrow(b, mid, 64), b.mul(m, w[0])), b.trunc(mid, i64), b.trunc(low, i64)
+
+
+def _fraction_times_pio2(b, f2, f1, f0):
+    """(hi, lo) doubles, hi + lo = f * pi/2 to ~2**-120 relative, for the fraction
+    f = (f2, f1, f0) * 2**-192.
+
+    f is normalised by the leading zeros of f2: at most 62 for any double (the
+    closest a double comes to a multiple of pi/2 is |r| = 4.7e-19, Kahan and
+    McDonald), so f2 != 0 and the shifted top 128 bits keep >= 128 bits of f.
+    Times PIO2_FIXED, 128 bits of the product are split into 53 exact bits and
+    the next 64, rounded."""
+    i64, f64 = ir.IntType(64), ir.DoubleType()
+    lz = _call(b, "llvm.ctlz.i64", i64, [f2, ir.Constant(ir.IntType(1), 0)])
+    h = _call(b, "llvm.fshl.i64", i64, [f2, f1, lz])
+    l = _call(b, "llvm.fshl.i64", i64, [f1, f0, lz])
+    c1, c0 = _i(64, PIO2_FIXED >> 64), _i(64, PIO2_FIXED & (2 ** 64 - 1))
+    # (h, l) * (c1, c0) / 2**128 without l*c0 and the low carries: 2**-125 relative
+    top = b.add(_mul_wide(b, h, c1), b.zext(b.add(_narrow(b, _mul_wide(b, h, c0), 64),
+                                                  _narrow(b, _mul_wide(b, l, c1), 64)), ir.IntType(128)))
+    # top is in [2**125, 2**127) and stands for top * 2**(-126 - lz)
+
+    def scaled(integer, exponent):   # integer * 2**(exponent - lz): build the power's bits
+        p = b.bitcast(b.shl(b.sub(_i(64, 1023 + exponent), lz), _i(64, 52)), f64)
+        return b.fmul(integer, p)
+    hi = scaled(b.sitofp(_narrow(b, top, 75), f64), -51)          # < 2**52: exact
+    lo = scaled(b.uitofp(_narrow(b, top, 11), f64), -115)         # the next 64 bits, rounded
+    s = b.fadd(hi, lo)                                            # Fast2Sum, strict IEEE (no flags)
+    return s, b.fsub(lo, b.fsub(s, hi))
+
+
+def _reduce_big_function(module) -> ir.Function:
+    """`{double r_hi, double r_lo, i64 n} chainrule.trig_reduce_big(double x)`:
+    x = n*pi/2 + r_hi + r_lo, |r_hi| <= pi/4, for finite |x| > TRIG_MAX (others:
+    garbage, but no out-of-bounds access).  Out of line, cold and called only when
+    a lane needs it; integer arithmetic on i64/i128 and strict float ops, no libm."""
+    fn = module.globals.get(_BIG_REDUCE)
+    if fn is not None:
+        return fn
+    f64, i64 = ir.DoubleType(), ir.IntType(64)
+    ret = ir.LiteralStructType([f64, f64, i64])
+    fn = ir.Function(module, ir.FunctionType(ret, [f64]), _BIG_REDUCE)
+    fn.linkage = "internal"
+    for attr in ("noinline", "nounwind", "cold"):
+        fn.attributes.add(attr)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    bits = b.bitcast(fn.args[0], i64)
+    p2, p1, p0 = _scaled_by_two_over_pi(b, bits)
+    frac = [_call(b, "llvm.fshl.i64", i64, [p2, p1, _i(64, 2)]),
+            _call(b, "llvm.fshl.i64", i64, [p1, p0, _i(64, 2)]), b.shl(p0, _i(64, 2))]
+    neg = b.icmp_signed("<", frac[0], _i(64, 0))      # fraction >= 1/2: n + 1, and r < 0 ...
+    frac = [b.xor(word, b.sext(neg, i64)) for word in frac]   # ... of size 1 - fraction (to 2**-192)
+    n = b.add(b.lshr(p2, _i(64, 62)), b.zext(neg, i64))
+    hi, lo = _fraction_times_pio2(b, *frac)
+    negative_x = b.icmp_signed("<", bits, _i(64, 0))   # reduce |x|, then x = -n*pi/2 - r
+    flip = b.xor(negative_x, neg)
+    out = ir.Constant(ret, ir.Undefined)
+    for k, v in enumerate((b.select(flip, b.fneg(hi), hi), b.select(flip, b.fneg(lo), lo),
+                           b.select(negative_x, b.neg(n), n))):
+        out = b.insert_value(out, v, k)
+    b.ret(out)
+    return fn
+
+
+def _reduce_small(e, x, exact):
+    """(r, rlo, n as i64) for |x| <= TRIG_MAX (Cody-Waite).  exact=False (float32
+    inputs) drops the TwoSum bookkeeping (rlo = 0): plain subtractions leave a
+    relative error ~2^-50 in r, far below float32 resolution."""
     shift = 1.5 * 2.0 ** 52
     t = e.fma(x, e.c(2 / math.pi), e.c(shift))
     nf = e.sub(t, e.c(shift))
@@ -300,16 +463,30 @@ def _sincos_r(e, x, exact):
     if not exact:
         for p in PIO2[1:]:
             r = e.sub(r, e.mul(nf, e.c(p)))
-        z = e.mul(r, r)
-        sin_r = e.fma(e.mul(r, z), e.poly(z, S32), r)
-        cos_r = e.fma(e.mul(z, z), e.poly(z, C32), e.fma(e.c(-0.5), z, e.c(1.0)))
-        return sin_r, cos_r, n
+        return r, e.c(0.0), n
     lo = e.c(0.0)
     for p in PIO2[1:4]:
         r, err = e.two_sum(r, e.b.fneg(e.mul(nf, e.c(p)), flags=FASTMATH))
         lo = e.add(lo, err)
     r, rlo = e.two_sum(r, e.sub(lo, e.mul(nf, e.c(PIO2[4]))))
+    return r, rlo, n
+
+
+def _reduce_by_table(e, x, small):
+    """`small` = (r, rlo, n) for a scalar double x, replaced by the result of
+    `chainrule.trig_reduce_big` when |x| > TRIG_MAX (and inf, made nan later)."""
+    res = e.b.call(_reduce_big_function(e.b.module), [x])
+    big = e.cmp(">", e.abs(x), e.c(TRIG_MAX))
+    return [e.sel(big, e.b.extract_value(res, k), s) for k, s in enumerate(small)]
+
+
+def _sincos_kernel(e, r, rlo, exact):
+    """(sin, cos) of r + rlo, |r| <= pi/4 (exact=False: of r, float32 accuracy)."""
     z = e.mul(r, r)
+    if not exact:
+        sin_r = e.fma(e.mul(r, z), e.poly(z, S32), r)
+        cos_r = e.fma(e.mul(z, z), e.poly(z, C32), e.fma(e.c(-0.5), z, e.c(1.0)))
+        return sin_r, cos_r
     # sin(r + rlo) ~ r + r^3 S(z) + rlo (1 - z/2)
     sin_r = e.add(r, e.fma(e.mul(r, z), e.poly(z, S64), e.fma(e.mul(e.c(-0.5), z), rlo, rlo)))
     # cos(r + rlo) ~ w + ((1 - w) - z/2) + (z^2 C(z) - r rlo), w = 1 - z/2 (fdlibm k_cos.c)
@@ -317,18 +494,7 @@ def _sincos_r(e, x, exact):
     w = e.sub(e.c(1.0), hz)
     tail = e.sub(e.mul(e.mul(z, z), e.poly(z, C64)), e.mul(r, rlo))
     cos_r = e.add(w, e.add(e.sub(e.sub(e.c(1.0), w), hz), tail))
-    return sin_r, cos_r, n
-
-
-def _trig(builder, x, quadrant_shift, make):
-    """Shared driver: f32 is widened to double; |x| > TRIG_MAX (and inf) give nan."""
-    xe = _Emit(builder, x.type)
-    xd = x if xe.f64 else builder.fpext(x, xe.like(ir.DoubleType()))
-    e = _Emit(builder, xe.like(ir.DoubleType()))
-    sin_r, cos_r, n = _sincos_r(e, xd, exact=xe.f64)
-    y = make(e, sin_r, cos_r, builder.add(n, e.i(quadrant_shift)))
-    y = e.sel(e.cmp(">", e.abs(xd), e.c(TRIG_MAX)), e.c(math.nan), y)
-    return y if xe.f64 else builder.fptrunc(y, x.type)
+    return sin_r, cos_r
 
 
 def _sin_quadrant(e, sin_r, cos_r, n):
@@ -338,23 +504,120 @@ def _sin_quadrant(e, sin_r, cos_r, n):
     return e.fbits(e.b.xor(e.bits(y), sign))
 
 
-def emit_sin(builder, x):
-    return _trig(builder, x, 0, _sin_quadrant)
-
-
-def emit_cos(builder, x):
-    """cos(x) = sin(x + pi/2): the same kernel with n + 1."""
-    return _trig(builder, x, 1, _sin_quadrant)
-
-
-def emit_tan(builder, x):
+def _tan_quadrant(e, sin_r, cos_r, n):
     """tan = sin r / cos r for even n, -cos r / sin r for odd n."""
-    def make(e, sin_r, cos_r, n):
-        odd = e.b.trunc(n, e.like(ir.IntType(1)))
-        num = e.sel(odd, cos_r, sin_r)
-        den = e.sel(odd, e.b.fneg(sin_r, flags=FASTMATH), cos_r)
-        return e.div(num, den)
-    return _trig(builder, x, 0, make)
+    odd = e.b.trunc(n, e.like(ir.IntType(1)))
+    num = e.sel(odd, cos_r, sin_r)
+    den = e.sel(odd, e.b.fneg(sin_r, flags=FASTMATH), cos_r)
+    return e.div(num, den)
+
+
+def _quadrant(e, sin_r, cos_r, n, tan):
+    """The result from sin r, cos r and n: tan is a bool (chosen here) or an i1
+    argument (both computed, one selected: the shared big-argument path)."""
+    if isinstance(tan, bool):
+        return (_tan_quadrant if tan else _sin_quadrant)(e, sin_r, cos_r, n)
+    return e.sel(tan, _tan_quadrant(e, sin_r, cos_r, n), _sin_quadrant(e, sin_r, cos_r, n))
+
+
+# op: (added to n, tan?); cos(x) = sin(x + pi/2)
+_TRIG = {"sin": (0, False), "cos": (1, False), "tan": (0, True)}
+
+
+def _in_double(builder, x, compute):
+    """compute(e, xd, exact) on x widened to double (f32: exact=False, the float32
+    kernel), its result rounded back to x's type."""
+    xe = _Emit(builder, x.type)
+    xd = x if xe.f64 else builder.fpext(x, xe.like(ir.DoubleType()))
+    y = compute(_Emit(builder, xe.like(ir.DoubleType())), xd, xe.f64)
+    return y if xe.f64 else builder.fptrunc(y, x.type)
+
+
+def _trig_small(builder, x, op):
+    """op(x) by the inline reduction, on any type: right for |x| <= TRIG_MAX and nan."""
+    shift, tan = _TRIG[op]
+
+    def compute(e, xd, exact):
+        r, rlo, n = _reduce_small(e, xd, exact)
+        return _quadrant(e, *_sincos_kernel(e, r, rlo, exact), builder.add(n, e.i(shift)), tan)
+    return _in_double(builder, x, compute)
+
+
+def _trig_any(builder, x, shift, tan):
+    """sin/cos/tan (shift: i64 added to n, tan: i1) of a scalar x of any value: the
+    table reduction beyond TRIG_MAX, inf gives nan."""
+    def compute(e, xd, exact):
+        r, rlo, n = _reduce_by_table(e, xd, _reduce_small(e, xd, exact))
+        y = _quadrant(e, *_sincos_kernel(e, r, rlo, exact), builder.add(n, shift), tan)
+        return e.sel(e.cmp("==", e.abs(xd), e.c(math.inf)), e.c(math.nan), y)
+    return _in_double(builder, x, compute)
+
+
+def _big_function(module, ty) -> ir.Function:
+    """`T chainrule.trig_big.<T>(T x, i64 shift, i1 tan)`: `_trig_any` on every lane.
+    One per type for the three ops, and a vector version just calls the scalar
+    one lane by lane: this is the rare path, and one copy of the kernel keeps
+    compiles short."""
+    name = f"chainrule.trig_big.{_suffix(ty)}"
+    fn = module.globals.get(name)
+    if fn is not None:
+        return fn
+    fn = ir.Function(module, ir.FunctionType(ty, [ty, ir.IntType(64), ir.IntType(1)]), name)
+    fn.linkage = "internal"
+    for attr in ("noinline", "nounwind", "cold"):
+        fn.attributes.add(attr)
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    x, shift, tan = fn.args
+    if not isinstance(ty, ir.VectorType):
+        b.ret(_trig_any(b, x, shift, tan))
+        return fn
+    scalar = _big_function(module, ty.element)
+    y = x
+    for lane in range(ty.count):
+        y_lane = b.call(scalar, [b.extract_element(x, _i(32, lane)), shift, tan])
+        y = b.insert_element(y, y_lane, _i(32, lane))
+    b.ret(y)
+    return fn
+
+
+def _trig(builder, x, op):
+    """op(x) inline for |x| <= TRIG_MAX; if any lane is beyond (or inf), the whole
+    vector is recomputed by `_big_function` instead, behind a branch marked
+    unlikely.  When the caller returns the result at once (mathfns does), that
+    call becomes a tail call (jmp): nothing is live across a call, so the fast
+    path needs no stack frame or saved registers."""
+    e = _Emit(builder, x.type)
+    y = _trig_small(builder, x, op)
+    big = e.cmp(">", e.abs(x), e.c(TRIG_MAX))
+    any_big = _call(builder, f"llvm.vector.reduce.or.v{e.lanes}i1", ir.IntType(1), [big]) if e.lanes else big
+    fast = builder.block
+    slow, done = builder.append_basic_block("trig.big"), builder.append_basic_block("trig.done")
+    builder.cbranch(any_big, slow, done).set_weights([1, 1 << 20])
+    builder.position_at_end(slow)
+    shift, tan = _TRIG[op]
+    args = [x, _i(64, shift), ir.Constant(ir.IntType(1), int(tan))]
+    y_big = builder.call(_big_function(builder.module, x.type), args, tail=True)
+    builder.branch(done)
+    builder.position_at_end(done)
+    out = builder.phi(x.type)
+    out.add_incoming(y, fast)
+    out.add_incoming(y_big, slow)
+    return out
+
+
+def emit_sin(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """sin(x); see `_trig`."""
+    return _trig(builder, x, "sin")
+
+
+def emit_cos(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """cos(x) = sin(x + pi/2): the sin kernel with n + 1."""
+    return _trig(builder, x, "cos")
+
+
+def emit_tan(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """tan(x) from the same sin r / cos r as sin and cos."""
+    return _trig(builder, x, "tan")
 
 
 EMITTERS = {
