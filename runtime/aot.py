@@ -276,7 +276,7 @@ def build_artifacts(program, name: str, *, emit: tuple[str, ...], cpu: str = "na
         module = build_module(program, name, vector_bits=jit.gemm_vector_bits(cpu),
                               python_wrappers=False)
         assert tuple(module.dims) == sig.symbolic_dims, (module.dims, sig.symbolic_dims)
-        code = jit.compile_object(module.llvm_ir, cpu=cpu, light=module.huge,
+        code = jit.compile_object(module.llvm_ir, cpu=cpu, light=module.light,
                                   link=(info_module(name, info_text(sig, name, **meta)),),
                                   assembly="s" in emit)
         contents["o"] = code.object

@@ -229,7 +229,13 @@ def target_machine(cpu: str = "native", *, jit: bool, opt: int = 3) -> llvm.Targ
 
 # -- optimisation ------------------------------------------------------------
 
-def optimize(llvm_ir: str, tm: llvm.TargetMachine, light: bool = False) -> llvm.ModuleRef:
+#: Code generator optimisation level per effort (`light`): huge bodies gain
+#: little from O3 scheduling, and level 0 selects instructions with FastISel,
+#: linear in a block's length where SelectionDAG is not.
+CODEGEN_OPT = {0: 3, 1: 1, 2: 0}
+
+
+def optimize(llvm_ir: str, tm: llvm.TargetMachine, light: int = 0) -> llvm.ModuleRef:
     """Parse, verify and run the O3 pipeline with loop and SLP vectorisation.
 
     The module gets `tm`'s triple and data layout first, or the vectoriser's
@@ -266,7 +272,7 @@ class NativeCode:
         self.assembly = assembly
 
 
-def compile_object(llvm_ir: str, *, cpu: str = "native", light: bool = False,
+def compile_object(llvm_ir: str, *, cpu: str = "native", light: int = 0,
                    link: tuple[str, ...] = (), assembly: bool = False) -> NativeCode:
     """Optimise `llvm_ir` for `cpu` and emit a relocatable, position-independent object.
 
@@ -274,7 +280,7 @@ def compile_object(llvm_ir: str, *, cpu: str = "native", light: bool = False,
     optimisation. Nothing is cached or loaded: the code is for another process.
     Raises ValueError for an unknown `cpu`, before any work.
     """
-    tm = target_machine(cpu, jit=False)
+    tm = target_machine(cpu, jit=False, opt=CODEGEN_OPT[light])
     with _llvm_lock:
         module = optimize(llvm_ir, tm, light)
         for extra_ir in link:
@@ -387,7 +393,7 @@ _DEFAULT: object = object()
 
 def compile_ir(llvm_ir: str, *, key_parts: tuple[str, ...],
                cache: ObjectCache | None = _DEFAULT,  # type: ignore[assignment]
-               cpu: str = "native", light: bool = False) -> CompiledModule:
+               cpu: str = "native", light: int = 0) -> CompiledModule:
     """Compile LLVM IR text to machine code, reusing earlier work when possible.
 
     Lookup order: this process's memo (free), the disk cache (loads an object,
@@ -396,7 +402,7 @@ def compile_ir(llvm_ir: str, *, key_parts: tuple[str, ...],
     and codegen options); `cache=None` bypasses the disk.
     """
     _process_setup()
-    key = cache_key(llvm_ir, key_parts + (("light",) if light else ()), cpu)
+    key = cache_key(llvm_ir, key_parts + ((f"light{light}",) if light else ()), cpu)
     with _memo_lock:
         hit = _memo.get(key)
         if hit is not None:
@@ -432,11 +438,9 @@ def _from_disk(key: str, disk: ObjectCache, cpu: str) -> CompiledModule | None:
 
 
 def _build(key: str, llvm_ir: str, disk: ObjectCache | None, cpu: str,
-           light: bool = False) -> CompiledModule:
+           light: int = 0) -> CompiledModule:
     start = time.perf_counter()
-    # huge straight-line or loop bodies: the code generator's O3 scheduling and
-    # register allocation cost seconds there and gain little
-    tm = target_machine(cpu, jit=True, opt=1 if light else 3)
+    tm = target_machine(cpu, jit=True, opt=CODEGEN_OPT[light])
     module = optimize(llvm_ir, tm, light)
     optimized_ir = str(module)
     obj = tm.emit_object(module)

@@ -57,7 +57,7 @@ class LLVMBackend:
         digest = hashlib.sha256(program.source.text.encode()).hexdigest()[:12]
         name = f"cr_{digest}"
         module = build_module(program, name, python_wrappers=True)
-        compiled = jit.compile_ir(module.llvm_ir, key_parts=(name,), cpu=cpu, light=module.huge)
+        compiled = jit.compile_ir(module.llvm_ir, key_parts=(name,), cpu=cpu, light=module.light)
         signature = signature_of(program)
         fast = scalar_only(module.program)
         if alias is not None:

@@ -39,7 +39,7 @@ class Module:
     dims: tuple[str, ...]
     plans: dict[bool, Plan]
     program: Program  # as compiled (after codegen preparation)
-    huge: bool  # some loop body is so long that unrolling it only costs compile time
+    light: int  # effort for jit.optimize / the code generator: 0 full, 1 or 2 (see below)
 
 
 def _signature(program: Program, dims, with_grad: bool) -> ir.FunctionType:
@@ -91,7 +91,18 @@ def _build_module(program: Program, name: str, vector_bits: int | None,
         if python_wrappers and scalar_only(program):
             emit_wrapper(module, f"{name}_{suffix}_py", fn, len(program.args), n_results)
     _emit_work_size(module, name, program, dims, plans, gemm_pack)
-    return Module(name, str(module), dims, plans, program, largest > HUGE_LOOP_BODY)
+    return Module(name, str(module), dims, plans, program, _effort(largest, bool(gemm)))
+
+
+def _effort(largest_body: int, has_gemm: bool) -> int:
+    """0: the full pipeline. 1: a body so long (a 300-step elementwise chain, a
+    10,000-line scalar program) that unrolling and scheduling it only cost
+    compile time. 2: also select instructions the fast way (SelectionDAG is
+    superlinear in a block's length: seconds for a 3,000-line scalar program),
+    unless a GEMM micro-kernel, which needs the full code generator, is present."""
+    if largest_body <= HUGE_LOOP_BODY:
+        return 0
+    return 1 if has_gemm else 2
 
 
 def describe_kernels(program: Program) -> str:
