@@ -17,6 +17,7 @@ any number of threads.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -256,8 +257,40 @@ def optimize(llvm_ir: str, tm: llvm.TargetMachine, light: int = 0) -> llvm.Modul
             pto.loop_unrolling = False
             pto.loop_interleaving = False
         pb = llvm.create_pass_builder(tm, pto)
-        pb.getModulePassManager().run(module, pb)
+        with _without_vectorizer_remarks():
+            pb.getModulePassManager().run(module, pb)
         return module
+
+
+@contextlib.contextmanager
+def _without_vectorizer_remarks():
+    """Drop LLVM's "loop not vectorized" diagnostics, keep anything else it prints.
+
+    Loops that accumulate a sum ask to be vectorized (codegen/loops.py), and
+    LLVM prints a remark and a warning to the process's stderr when it cannot
+    (a loop reading through clamped indices, say): the loop then simply runs
+    scalar, so the message is noise for a user. stderr is redirected at the
+    file-descriptor level for the duration; what others write meanwhile is
+    passed on afterwards.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True)
+                    if b"loop not vectorized" not in line]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 # -- ahead-of-time code -------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import threading
 import uuid
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 from llvmlite import ir
 
-from chainrule.runtime import jit
+import chainrule
+from chainrule.runtime import api, jit
 from chainrule.runtime.cache import ObjectCache
 
 F64 = ir.DoubleType()
@@ -208,3 +210,58 @@ def test_host_cpu_is_cached_pair():
 def test_invalid_ir_raises():
     with pytest.raises(RuntimeError):
         jit.compile_ir("define i32 @f() { ret double 1.0 }", key_parts=unique(), cache=None)
+
+
+# A fuzz program (seed 300092) whose summing loop reads a concat through clamped
+# indices: LLVM cannot vectorize it although asked to, and says so on stderr.
+UNVECTORIZABLE_SUM = """dim K = 32
+dim L = 2
+param w0: f64[2]
+input x1: f32[32]
+param w2: f64[32, 32, 2]
+t1 = reshape(x1, [16, L])
+t2 = concat([x1, tanh(x1), tanh(x1)])
+t3 = square(t2)
+t4 = (1 + square(t3)) ** -0.5
+t5 = tan(sigmoid(w0))
+t6 = w0[1:] - w0[:-1]
+m7 = t3 < 7
+t8 = maximum(t4, t4)
+t9 = t8 @ t8
+t10 = square(t6)
+t11 = t1[:, 1]
+t12 = log(abs(t9) + 0.5)
+t13 = t12 / (1 + square(t12))
+t14 = cos(t11)
+t15 = tanh(t4)
+t16 = w0[0]
+t17 = where(t15 < t12, t15, f32(t16))
+t18 = where(m7, f32(t6), t17)
+t19 = logsumexp(t4, axis=-1, keepdims=true)
+t20 = t17[1:]
+t21 = t11 @ t1
+t22 = where(t12 <= f32(t16), f32(t16), t20)
+t23 = (t9 * t21) * 1e-3
+m24 = t19 != t23
+t25 = expm1(t10)
+t26 = t23 + t23
+t27 = min(t10, axis=0, keepdims=true)
+t28 = minimum(t4, t3)
+loss = sum(sin(t28)) + 0.5 * t12 * t12 + f32(sum(t27 * t6))
+output loss, t27, t28
+"""
+
+
+def test_vectorizer_remarks_are_not_printed(capfd, monkeypatch):
+    monkeypatch.setenv("CHAINRULE_CACHE", "0")  # LLVM must really run
+    api.clear_cache()
+    jit.clear_memory_cache()
+    chainrule.compile(UNVECTORIZABLE_SUM, backend="llvm")
+    assert "not vectorized" not in capfd.readouterr().err
+
+
+def test_other_stderr_output_passes_through_the_remark_filter(capfd):
+    with jit._without_vectorizer_remarks():
+        os.write(2, b"remark: <unknown>:0:0: loop not vectorized: x\nsomething else\n")
+    err = capfd.readouterr().err
+    assert "something else" in err and "not vectorized" not in err

@@ -544,9 +544,18 @@ def _row_tile(group: Kernel) -> int:
     return max(1, min(256, ROW_TILE_ELEMENTS // widest))
 
 
+MIN_VECTOR_TRIP = 16  # a shorter constant loop is not worth vectorizing (LLVM declines)
+
+
 def _sums_over(kernel: Kernel, axis: int) -> bool:
     """Is `axis` the kernel's innermost loop, and does it carry a sum from one
-    iteration to the next (so the loop must be allowed to reorder adds)?"""
+    iteration to the next (so the loop must be allowed to reorder adds)?
+
+    Short constant loops are left alone: LLVM would decline the request to
+    vectorize them and print a warning."""
+    size = kernel.domain[axis] if axis < len(kernel.domain) else 0
+    if isinstance(size, int) and size < MIN_VECTOR_TRIP:
+        return False
     return axis == len(kernel.domain) - 1 and any(
         item.mode == "reduce" and item.node.op == "reduce_sum" and axis in item.node.attr("axes")
         for item in kernel.items)
