@@ -163,6 +163,9 @@ def llvm_vs_numpy(prog: pg.GeneratedProgram, rng: np.random.Generator, report: l
                 if not ok and _sign_of_cancellation(a, b):
                     report.append(("llvm-sign-inconclusive", dims))
                     continue
+                if not ok and _ill_conditioned(ref, args, name, b, err, rng):
+                    report.append(("llvm-ill-conditioned", dims))
+                    continue
                 if not ok:
                     raise Mismatch(f"dims {dims} {'value_and_grad' if with_grad else 'value'} "
                                    f"{name}: relative error {err:.3g}\nllvm  {a!r}\nnumpy {b!r}")
@@ -173,6 +176,22 @@ def llvm_vs_numpy(prog: pg.GeneratedProgram, rng: np.random.Generator, report: l
 # no large finite values: the native code sums in another order than NumPy, so a sum of
 # huge finite terms may overflow to inf in one backend and not in the other
 SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 0.5, 2.0, np.inf, -np.inf, np.nan, 1e-310])
+
+
+def _ill_conditioned(ref, args: dict, name: str, b: np.ndarray, err: float,
+                     rng: np.random.Generator) -> bool:
+    """Does the reference itself move by a tenth of the discrepancy when every input
+    moves by up to 16 ulps? Then rounding differences inside the backends (a pow one
+    ulp apart feeding sin of 2e11, say; campaign seed 300655) explain the
+    discrepancy, and no tolerance on the result could tell a bug from them."""
+    for _ in range(4):
+        nudged = {k: v * (1 + rng.uniform(-16, 16, np.shape(v)) * np.finfo(np.asarray(v).dtype).eps)
+                  for k, v in args.items()}
+        with np.errstate(all="ignore"):
+            moved = rel_error(_results(ref, nudged)[name], b)
+        if moved >= err / 10:
+            return True
+    return False
 
 
 def _sign_of_cancellation(a: np.ndarray, b: np.ndarray) -> bool:
@@ -270,8 +289,10 @@ def interpreter_agrees(prog: pg.GeneratedProgram, rng: np.random.Generator,
                 raise Mismatch(f"output {name}: chainrule {a.dtype}{a.shape}, interpreter "
                                f"{b.dtype}{b.shape} (dtype {dtype or 'as declared'})")
             err = rel_error(a, b)
-            tol = 1e-9 if a.dtype == np.float64 else \
-                max(1e-4, 4 * max(rel_error(a, exact[name]), rel_error(b, exact[name])))
+            # an f64 result computed through f32 values carries f32 rounding (seed 300809)
+            through_f32 = a.dtype != np.float64 or (dtype is None and "f32" in prog.source)
+            tol = max(1e-4, 4 * max(rel_error(a, exact[name]), rel_error(b, exact[name]))) \
+                if through_f32 else 1e-9
             if not err <= tol:
                 raise Mismatch(f"output {name} (dtype {dtype or 'as declared'}): relative error "
                                f"{err:.3g} against the interpreter\nchainrule   {a!r}\n"
@@ -458,6 +479,21 @@ def test_regression_mixed_precision_results_carry_f32_rounding():
                                      pg.ArgSpec("x2", "input", "f32", (3, 2), -2, 2),
                                      pg.ArgSpec("w3", "param", "f64", (3, 3), -2, 2)], {})
     check(prog, 263, ("llvm", "fd", "interpreter"))
+
+
+def test_oracle_ill_conditioning_check():
+    """Found by the campaign (seed 300655): sin of 2^softplus(w @ w) * 1e-57, about
+    2e11, where pow results one ulp apart change sin in the third digit. The oracle
+    calls a discrepancy inconclusive only when nudging the inputs by a few ulps
+    moves the reference as much."""
+    ref = chainrule.compile("param x\nloss = sin(x * 1e15)\noutput loss\n", backend="numpy")
+    args = {"x": np.float64(0.7)}
+    b = _results(ref, args)["output loss"]
+    rng = np.random.default_rng(0)
+    assert _ill_conditioned(ref, args, "output loss", b, 0.1, rng)
+    calm = chainrule.compile("param x\nloss = sin(x)\noutput loss\n", backend="numpy")
+    b = _results(calm, args)["output loss"]
+    assert not _ill_conditioned(calm, args, "output loss", b, 1e-6, rng)
 
 
 def test_oracle_accepts_only_sign_of_cancellation():
