@@ -73,9 +73,12 @@ class Plan:
     storage: dict[Node, Buffer]
     work: list[Buffer]
     lifetimes: list[tuple[int, int]]  # per work buffer: first and last kernel using it
+    # a giant program: each kernel becomes a function of its own, and kernels
+    # pass everything (scalars too) through memory (see GIANT_BODY)
+    outlined: bool = False
 
     def describe(self, names: dict[Node, str]) -> str:
-        lines = []
+        lines = ["(giant: one function per kernel)"] if self.outlined else []
         for i, k in enumerate(self.kernels):
             lines.append(f"kernel {i}: {k.kind} over {_dims(k.domain)}" +
                          (": " + _items(k, names) if k.items else ""))
@@ -160,7 +163,8 @@ def plan(program: Program, with_grad: bool) -> Plan:
         if grown == forced:
             break
         forced = grown
-    return _assign(order, forced, roots)
+    materialized, giant = _bound_bodies(order, forced)
+    return _assign(order, materialized, roots, giant)
 
 
 # Recomputing a cheap expression in a second loop beats a round trip through
@@ -184,6 +188,47 @@ def _cost(node: Node, materialized: set, memo: dict) -> int:
         stack.extend(n.inputs)
     memo[node] = total
     return total
+
+
+# A giant program is compiled in pieces. LLVM's loop vectorizer and instruction
+# selection are superlinear in the size of a function (a 3,000-step elementwise
+# chain over a vector took 9 s to vectorize as one loop, 10,000 steps minutes),
+# and the emitter recurses along inline expressions (a chain of 200,000 nodes
+# exhausted even a big stack). So when some inline expression costs more than
+# GIANT_BODY (in _OP_COST units), expressions are cut into pieces of at most
+# BODY_CHUNK by storing intermediates, no loop gathers items costing more than
+# BODY_CHUNK, and each kernel becomes its own function. Smaller programs stay
+# whole: there one fused loop compiles and runs faster than several.
+GIANT_BODY = 16384
+BODY_CHUNK = 1024
+
+
+def _bound_bodies(order, materialized: set) -> tuple[set, bool]:
+    """(`materialized` plus the nodes that cut inline expressions, giant?).
+
+    `bound` over-estimates a node's inline cost (shared subexpressions counted
+    per use), so the exact walk runs only where the estimate is over the limit.
+    """
+    cut = set(materialized)
+    for limit in (GIANT_BODY, BODY_CHUNK):
+        bound: dict[Node, int] = {}
+        over = False
+        for n in order:
+            if n in cut:
+                continue
+            bound[n] = min(_OP_COST.get(n.op, 1 if n.prim.family == "elementwise" else 0)
+                           + sum(bound.get(i, 0) for i in n.inputs if i not in cut), 1 << 30)
+            if bound[n] > limit and n.shape != () and n.dtype != "bool" \
+                    and n.prim.family == "elementwise":
+                bound[n] = _cost(n, cut, {})
+                if bound[n] > limit:
+                    if limit == GIANT_BODY:
+                        over = True
+                        break
+                    cut.add(n)
+        if limit == GIANT_BODY and not over:
+            return cut, False
+    return cut, True
 
 
 def _domain(n: Node) -> Shape:
@@ -237,7 +282,7 @@ def _walk(start: list, materialized: set, step, wanted) -> dict[Node, bool]:
     return found
 
 
-def _assign(order, materialized: set, roots) -> Plan:
+def _assign(order, materialized: set, roots, giant: bool = False) -> Plan:
     storage: dict[Node, Buffer] = {}
     copies: list[Item] = []
     for node, kind, index in roots:
@@ -249,14 +294,15 @@ def _assign(order, materialized: set, roots) -> Plan:
     work: list[Buffer] = []
     for n in order:
         if n in materialized and n not in storage:
-            if n.shape == ():
+            if n.shape == () and not giant:
                 storage[n] = Buffer("ssa", -1, (), n.dtype)
             else:
                 storage[n] = Buffer("work", len(work), n.shape, n.dtype)
                 work.append(storage[n])
     items = [Item(n, storage[n], _mode(n)) for n in order if n in materialized] + copies
-    kernels, produced_in = _place(items, materialized)
-    kernels = _fuse_rows(kernels, produced_in, materialized)
+    kernels, produced_in = _place(items, materialized, BODY_CHUNK if giant else None)
+    if not giant:  # a giant program keeps its loops apart, one function each
+        kernels = _fuse_rows(kernels, produced_in, materialized)
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     for k, kern in enumerate(kernels):
@@ -269,7 +315,7 @@ def _assign(order, materialized: set, roots) -> Plan:
                     first.setdefault(buf.index, k)
                     last[buf.index] = k
     lifetimes = [(first[b.index], last[b.index]) for b in work]
-    return Plan(kernels, storage, work, lifetimes)
+    return Plan(kernels, storage, work, lifetimes, giant)
 
 
 def _item_deps(item: Item, materialized: set) -> dict[Node, bool]:
@@ -278,36 +324,45 @@ def _item_deps(item: Item, materialized: set) -> dict[Node, bool]:
     return _deps(item.node, materialized, item.mode)
 
 
-def _place(items: list[Item], materialized: set) -> tuple[list[Kernel], dict[Node, Kernel]]:
+def _place(items: list[Item], materialized: set,
+           budget: int | None = None) -> tuple[list[Kernel], dict[Node, Kernel]]:
     """Put each item in the earliest kernel of its domain that runs after its inputs.
 
     A new kernel is inserted as early as its inputs allow, so independent work
-    (a scalar such as 1/N) does not hold back the loops that need it.
+    (a scalar such as 1/N) does not hold back the loops that need it. With a
+    `budget`, a loop takes no more items than their inline cost allows.
     """
     kernels: list[Kernel] = []
     produced_in: dict[Node, Kernel] = {}
     position: dict[int, int] = {}  # id(kernel) -> index, kept up to date on insertion
+    spent: dict[int, int] = {}  # id(kernel) -> inline cost of its items (with a budget)
     for item in items:
-        after = 0
+        after = strictly_after = 0
         for d, aligned in _item_deps(item, materialized).items():
             k = produced_in[d]
             # the kernel storing a dependency read at the same index may be joined
             same_iteration = aligned and k.kind == "loop" and _stores(k, d)
             after = max(after, position[id(k)] + (0 if same_iteration else 1))
+            strictly_after = max(strictly_after, position[id(k)] + 1)
         kind = "matmul" if item.mode == "matmul" else ("scalar" if item.domain == () else "loop")
+        cost = _cost(item.node, materialized, {}) if budget is not None and kind == "loop" else 0
         target = None
         if kind == "scalar":  # straight-line code: run it as early as possible
             if after < len(kernels) and kernels[after].kind == "scalar":
                 target = kernels[after]
         elif kind == "loop":
             target = next((k for k in kernels[after:]
-                           if k.kind == kind and k.domain == item.domain), None)
-        if target is None:
+                           if k.kind == kind and k.domain == item.domain
+                           and (budget is None or spent[id(k)] + cost <= budget)), None)
+        if target is None:  # after every dependency's loop, even one it could have joined
+            after = strictly_after
             target = Kernel(kind, item.domain)
+            spent[id(target)] = 0
             kernels.insert(after, target)
             for i in range(after, len(kernels)):
                 position[id(kernels[i])] = i
         target.items.append(item)
+        spent[id(target)] += cost
         if item.mode != "copy":
             produced_in[item.node] = target
     return kernels, produced_in

@@ -51,7 +51,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import chainrule
+from chainrule.compiler import schedule
+from chainrule.compiler.codegen.abi import build_module
+from chainrule.compiler.pipeline import build_program
 from chainrule.compiler.schedule import plan
+from chainrule.grammar.source import Source
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RTOL = {"f32": 1e-5, "f64": 1e-12}
@@ -1273,3 +1277,34 @@ def test_regression_pow_constant_exponent_at_zero_and_inf(exponent):
         for x in (0.0, -0.0, np.inf, 4.0, 1e-310):
             arg = x if "dim N" not in src else np.full(9, x)
             compare(llvm_fn, numpy_fn, {"x": arg}, what=f"x={x}")
+
+
+# ============================================================ giant programs
+GIANT_CHAIN = "dim N\nparam x: [N]\ninput c: [N]\ny0 = x\n" + "".join(
+    f"y{i} = y{i - 1} * c + sin(x)\n" for i in range(1, 40)) + \
+    "s = mean(y39)\nloss = sum((y39 - s)^2) + s * max(y20)\noutput loss, y20\n"
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES + ["giant_chain", "batched_neuron"])
+def test_giant_programs_compile_in_pieces(name, monkeypatch):
+    """A program whose fused loops would be giant is cut into loops of bounded
+    size, one function each, with scalars passed through memory (schedule.py
+    GIANT_BODY). The limits are lowered here so that ordinary programs take that
+    path; it must compute what the NumPy backend computes."""
+    monkeypatch.setattr(schedule, "GIANT_BODY", 4)
+    monkeypatch.setattr(schedule, "BODY_CHUNK", 2)
+    monkeypatch.setenv("CHAINRULE_CACHE", "0")
+    src = {"giant_chain": GIANT_CHAIN, "batched_neuron": BATCHED_NEURON}.get(name) or \
+        example_source(name)
+    src = f"# outlined\n{src}"  # not the in-process cache entry of the whole program
+    program = build_program(Source(src))
+    plans = [schedule.plan(program, flag) for flag in (True, False)]
+    assert any(p.outlined for p in plans) or name == "neuron"  # neuron: scalars only
+    if name != "neuron":
+        assert re.search(r'define internal void @"cr_giant_value(_and_grad)?\.kernel1"',
+                         build_module(program, "cr_giant").llvm_ir)
+    llvm_fn, numpy_fn = pair(src)
+    rng = np.random.default_rng(21)
+    for batch in (1, 9, 40):
+        compare(llvm_fn, numpy_fn, example_args(name, llvm_fn, batch, rng),
+                what=f"{name} outlined, batch={batch}")

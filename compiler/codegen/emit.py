@@ -193,14 +193,71 @@ class FunctionEmitter:
             self.work_ptrs[k] = b.gep(base, [off], source_etype=ir.IntType(8))
         self.pack_ptr = b.gep(base, [pack_offset], source_etype=ir.IntType(8))
         self.b = b
-        for kernel in self.plan.kernels:
-            getattr(self, "kernel_" + kernel.kind)(kernel)
+        if self.plan.outlined:
+            self._emit_outlined()
+        else:
+            for kernel in self.plan.kernels:
+                getattr(self, "kernel_" + kernel.kind)(kernel)
         b = self.b
         with b.if_then(own):
             b.call(free, [allocated])
         b.ret(ir.Constant(I32, 0))
         ir.IRBuilder(sizes_fit).cbranch(self.sizes.overflow, self._fail(3, "too_large"), setup)
         self.prelude.branch(check)
+
+    def _emit_outlined(self) -> None:
+        """A giant program: each kernel in a function of its own, called in order.
+
+        LLVM's per-function work then grows with the largest kernel, not with
+        the program. A kernel function takes the ABI function's dims and array
+        pointers, and a table of the workspace buffers' addresses (then the
+        GEMM packing scratch); kernels share nothing else (scalars live in the
+        workspace, see schedule.GIANT_BODY).
+        """
+        n_work = len(self.plan.work)
+        table = self.prelude.alloca(PTR, size=i64(n_work + 1))
+        for k in range(n_work):
+            self.b.store(self.work_ptrs[k], self._slot(self.b, table, k))
+        self.b.store(self.pack_ptr, self._slot(self.b, table, n_work))
+        params = [a for a in self.fn.args][:-1]  # dims and arrays; the table replaces work
+        ftype = ir.FunctionType(ir.VoidType(), [p.type for p in params] + [PTR])
+        outer = (self.fn, self.b, self.prelude, self.sizes, self.dim_values, self.arg_ptrs,
+                 self.out_ptrs, self.grad_ptrs, self.work_ptrs, self.pack_ptr)
+        for number, kernel in enumerate(self.plan.kernels):
+            fn = ir.Function(self.fn.module, ftype, f"{outer[0].name}.kernel{number}")
+            fn.linkage = "internal"
+            fn.attributes.add("noinline")
+            fn.attributes.add("nounwind")
+            for arg, original in zip(fn.args, params):
+                if isinstance(arg.type, ir.PointerType):
+                    arg.add_attribute("noalias")
+            self._enter(fn, n_work)
+            getattr(self, "kernel_" + kernel.kind)(kernel)
+            self.b.ret_void()
+            self.prelude.branch(fn.blocks[1])
+            (self.fn, self.b, self.prelude, self.sizes, self.dim_values, self.arg_ptrs,
+             self.out_ptrs, self.grad_ptrs, self.work_ptrs, self.pack_ptr) = outer
+            self.b.call(fn, params + [table])
+
+    def _enter(self, fn: ir.Function, n_work: int) -> None:
+        """Point the emitter at kernel function `fn` (same parameters as the ABI
+        function, the buffer table last)."""
+        nd, na, no = len(self.dim_values), len(self.arg_ptrs), len(self.out_ptrs)
+        args = list(fn.args)
+        self.fn = fn
+        self.prelude = ir.IRBuilder(fn.append_basic_block("prelude"))
+        self.b = ir.IRBuilder(fn.append_basic_block("run"))
+        self.dim_values = dict(zip(self.dim_values, args[:nd]))
+        self.sizes = Sizes(self.prelude, self.dim_values)
+        self.arg_ptrs = dict(zip(self.arg_ptrs, args[nd:nd + na]))
+        self.out_ptrs = args[nd + na:nd + na + no]
+        self.grad_ptrs = args[nd + na + no:-1]
+        self.work_ptrs = _TableEntries(self.prelude, args[-1])
+        self.pack_ptr = self.work_ptrs[n_work]
+
+    @staticmethod
+    def _slot(b: ir.IRBuilder, table: ir.Value, k: int) -> ir.Value:
+        return b.gep(table, [i64(k)], source_etype=PTR, inbounds=True)
 
     def _fail(self, code: int, name: str) -> ir.Block:
         """A block returning an ABI error code (see runtime/native.py RETURN_CODES)."""
@@ -528,6 +585,18 @@ class FunctionEmitter:
         self._done = set()
         self.emit()
         return max([len(c) for c in self.body_sizes] + [self.straight_line])
+
+
+class _TableEntries(dict):
+    """Buffer addresses read from a kernel function's table, each on first use."""
+
+    def __init__(self, prelude: ir.IRBuilder, table: ir.Value):
+        super().__init__()
+        self.prelude, self.table = prelude, table
+
+    def __missing__(self, k: int) -> ir.Value:
+        self[k] = self.prelude.load(FunctionEmitter._slot(self.prelude, self.table, k), typ=PTR)
+        return self[k]
 
 
 ROW_TILE_ELEMENTS = 2048  # elements of one part's rows per tile: about 16 KiB of f64
