@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import chainrule
+from chainrule.compiler import deepstack, schedule
 from chainrule.compiler import lower as lowering
 from chainrule.runtime.cli import main
 
@@ -166,6 +167,23 @@ def test_10000_line_program_compiles_natively():
     assert_no_crash(done)
     assert "(np.float64(2.0), {'x': np.float64(2.0)})" in done.stdout, done.stdout
     assert float(done.stdout.split()[1]) < 60, done.stdout  # about 6 s on a 2-core machine
+
+
+def test_long_fused_chains_do_not_recurse_deeply(monkeypatch):
+    """Was: the emitter recursed along a fused expression, so a chain of about
+    130,000 nodes exhausted even the big compile stack (RecursionError). A giant
+    program is now cut into bounded loops (schedule.GIANT_BODY); here the limits
+    and the recursion budget are scaled down together."""
+    monkeypatch.setattr(deepstack, "RECURSION_LIMIT", 2000)
+    monkeypatch.setattr(schedule, "GIANT_BODY", 1024)
+    monkeypatch.setattr(schedule, "BODY_CHUNK", 256)
+    monkeypatch.setenv("CHAINRULE_CACHE", "0")
+    n = 2000
+    src = "dim N\nparam x: [N]\ninput c: [N]\ny0 = x\n" + "".join(
+        f"y{i} = y{i - 1} * c + x\n" for i in range(1, n)) + f"loss = sum(y{n - 1})\noutput loss\n"
+    fn = chainrule.compile(src, backend="llvm")
+    value, grads = fn.value_and_grad(x=np.ones(3), c=np.full(3, 0.5))
+    assert value == pytest.approx(6.0) and grads["x"] == pytest.approx([2.0] * 3)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
