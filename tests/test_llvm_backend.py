@@ -1308,3 +1308,17 @@ def test_giant_programs_compile_in_pieces(name, monkeypatch):
     for batch in (1, 9, 40):
         compare(llvm_fn, numpy_fn, example_args(name, llvm_fn, batch, rng),
                 what=f"{name} outlined, batch={batch}")
+
+
+def test_regression_signed_zero_keeps_the_sign_of_infinite_gradients():
+    """Was: arithmetic carried the 'nsz' flag, so 1/(1 + w) at w = -1 could see
+    -0 and the gradient of sum((2 - log1p(w))^2) was +inf where NumPy (and IEEE)
+    give -inf. Found by the campaign (seed 400924)."""
+    llvm_fn, numpy_fn = pair("param w: [3]\nloss = 0.5 * sum(square(2 - log1p(w)))\n"
+                             "output loss\n")
+    w = np.array([-1.0, 0.5, 1.0])
+    with np.errstate(all="ignore"):
+        want = numpy_fn.grad(w=w)["w"]
+    got = llvm_fn.grad(w=w)["w"]
+    assert want[0] == -np.inf
+    np.testing.assert_array_equal(got, want)

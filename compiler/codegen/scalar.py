@@ -13,10 +13,13 @@ from chainrule.compiler.codegen import vmath
 from chainrule.compiler.codegen.loops import FLOAT_TYPES
 from chainrule.compiler.codegen.mathfns import math_function
 
-FASTMATH = vmath.FASTMATH  # nsz arcp contract afn: NaN and Inf semantics kept
+# the primitives' arithmetic keeps NaN, inf and signed zeros (no nsz: 1/(1 + w) at
+# w = -1 is +inf, and a sign flip there turns a gradient's -inf into +inf); the
+# transcendentals inside vmath may return either zero
+FASTMATH = ("arcp", "contract", "afn")
 # sqrt, pow and division stay exact: with afn/arcp, x86 turns 1/sqrt(x) (and
 # x^-0.5) into an rsqrt estimate plus a Newton step: NaN for x = inf, and bits lost
-EXACT = ("nsz", "contract")
+EXACT = ("contract",)
 
 
 def intrinsic(b: ir.IRBuilder, name: str, args: list[ir.Value]) -> ir.Value:
