@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import operator
 import os
+import types
 import threading
 from typing import Any, Callable
 
@@ -39,6 +40,12 @@ class Function:
         self._fast = getattr(backend, "fast", {})
         self.wrt = tuple(n for n, _ in signature.grads)
         self._checker = arguments.QuickCheck(signature)
+        native_method = getattr(backend, "native_method", None)
+        for attr, with_grad in (("value", False), ("value_and_grad", True)) if native_method else ():
+            method = native_method(with_grad, types.MethodType(getattr(Function, attr), self),
+                                   self.wrt)
+            if method is not None:  # a program of floats: no Python frame per call
+                setattr(self, attr, method)
 
     @property
     def program(self) -> Program:

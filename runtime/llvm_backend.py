@@ -17,12 +17,28 @@ import functools
 import hashlib
 import json
 import pathlib
+import sys
+from typing import Callable
 
 import numpy as np
 
 from chainrule.compiler.program import Program, Signature, signature_of
 from chainrule.runtime import jit
 from chainrule.runtime.native import Results, Workspaces, check_return_code
+
+class _PyMethodDef(ctypes.Structure):
+    _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p),
+                ("ml_flags", ctypes.c_int), ("ml_doc", ctypes.c_char_p)]
+
+
+_METH_FASTCALL, _METH_KEYWORDS = 0x0080, 0x0002
+# the object layouts the vectorcall wrapper reads (a tuple's items at offset 24)
+_VECTORCALL_LAYOUT = sys.implementation.name == "cpython" and tuple.__basicsize__ == 24 \
+    and tuple.__itemsize__ == 8 and hasattr(ctypes.pythonapi, "PyObject_Vectorcall")
+_new_cfunction = ctypes.pythonapi.PyCFunction_NewEx
+_new_cfunction.restype = ctypes.py_object
+_new_cfunction.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
+
 
 class LLVMBackend:
     def __init__(self, signature: Signature, compiled: jit.CompiledModule, name: str,
@@ -43,11 +59,28 @@ class LLVMBackend:
         self._outputs = Results(signature.outputs)
         self._grads = Results(signature.grads)
         self.fast = {}
+        self._methods = {}
         if fast and np.float64.__basicsize__ == 24:
             for with_grad, suffix in ((True, "value_and_grad"), (False, "value")):
                 native = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.py_object)(
                     compiled.address(f"{name}_{suffix}_py"))
                 self.fast[with_grad] = native  # called as native(args_tuple, numpy.float64)
+                if _VECTORCALL_LAYOUT:
+                    self._methods[with_grad] = compiled.address(f"{name}_{suffix}_vcall")
+
+    def native_method(self, with_grad: bool, fallback: Callable, grad_names: tuple[str, ...]
+                      ) -> Callable | None:
+        """The program of scalars as a builtin method taking its floats by keyword or
+        position with no Python frame (codegen/pywrap.py emit_vectorcall_wrapper);
+        `fallback` serves every other call. None where the layout is not CPython's."""
+        address = self._methods.get(with_grad)
+        if address is None:
+            return None
+        suffix = b"value_and_grad" if with_grad else b"value"
+        definition = _PyMethodDef(suffix, address, _METH_FASTCALL | _METH_KEYWORDS, None)
+        names = tuple(sys.intern(n) for n in self._arg_names)
+        state = (names, fallback, np.float64, grad_names, definition)  # keeps the def alive
+        return _new_cfunction(ctypes.addressof(definition), state, None)
 
     @classmethod
     def build(cls, program: Program, alias: tuple[str, ...] | None = None,

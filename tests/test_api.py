@@ -2,6 +2,10 @@
 arguments, `wrt`, several outputs, value-only evaluation and symbolic dims."""
 from __future__ import annotations
 
+import concurrent.futures
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -311,3 +315,118 @@ def test_mean_divides_by_the_bound_size():
         loss, g = fn.value_and_grad(x=np.arange(float(n)))
         assert loss == pytest.approx((n - 1) / 2)
         np.testing.assert_allclose(g["x"], np.full(n, 1.0 / n), rtol=1e-15)
+
+
+# ====================================== programs of floats: the native method
+NEURON_SRC = (Path(__file__).resolve().parent.parent / "examples" / "neuron.expr").read_text()
+NEURON_NAMES = "x1 x2 y1 y2 w1 w2 b w3 w4 b1 b2".split()
+
+
+def neuron_pair():
+    return (chainrule.compile(NEURON_SRC, backend="llvm"),
+            chainrule.compile(NEURON_SRC, backend="numpy"))
+
+
+def test_programs_of_floats_get_a_native_method():
+    fn = neuron_pair()[0]
+    assert type(fn.value_and_grad).__name__ == "builtin_function_or_method"
+    assert type(fn.value).__name__ == "builtin_function_or_method"
+
+
+@pytest.mark.parametrize("style", ["literal", "keyword", "position", "mixed", "built names",
+                                   "numpy scalars", "reordered"])
+def test_native_method_agrees_with_the_reference(style):
+    fast, ref = neuron_pair()
+    rng = np.random.default_rng(5)
+    values = {n: float(v) for n, v in zip(NEURON_NAMES, rng.normal(0, 1, len(NEURON_NAMES)))}
+    ordered = [values[n] for n in NEURON_NAMES]
+
+    def call(method_name, fn):
+        method = getattr(fn, method_name)
+        if style == "literal":  # interned names: matched by identity
+            v = values
+            return method(x1=v["x1"], x2=v["x2"], y1=v["y1"], y2=v["y2"], w1=v["w1"],
+                          w2=v["w2"], b=v["b"], w3=v["w3"], w4=v["w4"], b1=v["b1"], b2=v["b2"])
+        if style == "keyword":
+            return method(**values)
+        if style == "position":
+            return method(*ordered)
+        if style == "mixed":  # not the native path: the Python method takes it
+            return method(*ordered[:3], **dict(list(values.items())[3:]))
+        if style == "built names":  # equal strings that are not the interned names
+            return method(**{"".join(list(n)): v for n, v in values.items()})
+        if style == "numpy scalars":
+            return method(**{n: np.float64(v) for n, v in values.items()})
+        return method(**dict(reversed(list(values.items()))))
+
+    for method_name in ("value", "value_and_grad", "grad"):
+        got, want = call(method_name, fast), call(method_name, ref)
+        if method_name == "value":
+            assert got == pytest.approx(want, rel=1e-12) and isinstance(got, np.float64)
+            continue
+        if method_name == "value_and_grad":
+            assert got[0] == pytest.approx(want[0], rel=1e-12)
+            got, want = got[1], want[1]
+        assert list(got) == list(want)
+        for name in want:
+            assert got[name] == pytest.approx(want[name], rel=1e-12)
+            assert isinstance(got[name], np.float64)
+
+
+@pytest.mark.parametrize("call", [
+    lambda f: f.value_and_grad(1.0),                               # too few
+    lambda f: f.value_and_grad(**{n: 1.0 for n in NEURON_NAMES[:-1]}, bogus=1.0),
+    lambda f: f.value_and_grad(**{n: "1" for n in NEURON_NAMES}),  # not numbers
+    lambda f: f.value(*[1.0] * 12),                                # too many
+    lambda f: f.value(1.0, **{n: 1.0 for n in NEURON_NAMES}),      # x1 twice
+])
+def test_native_method_errors_are_the_python_methods_errors(call):
+    fast, ref = neuron_pair()
+    with pytest.raises(Exception) as want:
+        call(ref)
+    with pytest.raises(Exception) as got:
+        call(fast)
+    assert type(got.value) is type(want.value) and str(got.value) == str(want.value)
+
+
+def test_native_method_takes_out_and_other_dtypes_through_the_python_method():
+    fast = neuron_pair()[0]
+    kw = {n: 0.5 for n in NEURON_NAMES}
+    loss = np.zeros(())
+    value, grads = fast.value_and_grad(**kw, out={"loss": loss})
+    assert value is loss and loss[()] == pytest.approx(fast.value(**kw))
+    ints = fast.value_and_grad(**{n: 1 for n in NEURON_NAMES})
+    assert ints[0] == pytest.approx(fast.value(**{n: 1.0 for n in NEURON_NAMES}))
+
+
+def test_native_method_keeps_reference_counts():
+    """Results are new objects owned by the caller; arguments are only borrowed."""
+    fast = neuron_pair()[0]
+    arg = float("0.25")
+    kw = {n: arg for n in NEURON_NAMES}
+    before = sys.getrefcount(arg)
+    for _ in range(1000):
+        value, grads = fast.value_and_grad(**kw)
+        single = fast.value(*[arg] * 11)
+    assert sys.getrefcount(arg) == before
+    assert sys.getrefcount(value) == 2 and sys.getrefcount(single) == 2
+    assert sys.getrefcount(grads) == 2 and all(sys.getrefcount(v) == 3 for v in grads.values())
+
+
+def test_native_method_from_many_threads():
+    fast = neuron_pair()[0]
+    want = fast.value_and_grad(**{n: 0.5 for n in NEURON_NAMES})
+
+    def work(_):
+        return [fast.value_and_grad(**{n: 0.5 for n in NEURON_NAMES}) for _ in range(200)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for results in pool.map(work, range(8)):
+            assert all(r == want for r in results)
+
+
+def test_native_method_with_several_outputs_and_wrt():
+    src = "param a, b\ninput c\nu = a * b + c\nv = sin(a)\noutput u, v\n"
+    fast = chainrule.compile(src, backend="llvm", wrt="b")
+    (u, v), grads = fast.value_and_grad(a=2.0, b=3.0, c=1.0)
+    assert (u, v) == (7.0, pytest.approx(np.sin(2.0))) and grads == {"b": 2.0}
+    assert fast.value(2.0, 3.0, 1.0) == (7.0, pytest.approx(np.sin(2.0)))

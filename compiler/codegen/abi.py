@@ -20,7 +20,8 @@ from llvmlite import ir
 from chainrule.compiler.codegen.emit import FunctionEmitter, Sizes, workspace_layout
 from chainrule.compiler.codegen.loops import I32, I64, PTR
 from chainrule.compiler.codegen.matmul import emit_gemm
-from chainrule.compiler.codegen.pywrap import emit_array_wrapper, emit_wrapper
+from chainrule.compiler.codegen.pywrap import (emit_array_wrapper, emit_vectorcall_wrapper,
+                                               emit_wrapper)
 from chainrule.compiler.deepstack import run_deep
 from chainrule.compiler.matvec import matvec_to_reductions
 from chainrule.compiler.program import Program
@@ -90,6 +91,8 @@ def _build_module(program: Program, name: str, vector_bits: int | None,
                                len(program.args) + n_results)
         if python_wrappers and scalar_only(program):
             emit_wrapper(module, f"{name}_{suffix}_py", fn, len(program.args), n_results)
+            emit_vectorcall_wrapper(module, f"{name}_{suffix}_vcall", fn, len(program.args),
+                                    len(program.outputs), n_results - len(program.outputs))
     _emit_work_size(module, name, program, dims, plans, gemm_pack)
     return Module(name, str(module), dims, plans, program, _effort(largest, bool(gemm)))
 

@@ -111,3 +111,146 @@ def emit_array_wrapper(module: ir.Module, name: str, target: ir.Function, n_dims
     b.call(restore, [state])
     b.ret(b.call(from_long, [b.sext(rc, I64)]))
     return fn
+
+
+TUPLE_ITEMS_OFFSET = 24  # PyTupleObject: header (16 bytes), ob_size, then ob_item[]
+VECTORCALL_OFFSET_FLAG = 1 << 63  # PY_VECTORCALL_ARGUMENTS_OFFSET in nargsf
+
+
+def emit_vectorcall_wrapper(module: ir.Module, name: str, target: ir.Function, n_args: int,
+                            n_outputs: int, n_grads: int) -> ir.Function:
+    """`NAME(self, args, nargsf, kwnames)`: a METH_FASTCALL | METH_KEYWORDS method.
+
+    Installed as the Function's own `value` / `value_and_grad` (runtime/
+    llvm_backend.py), so a call by keyword never builds a dict: the arguments
+    arrive as CPython's vector of objects with a tuple of keyword names. `self`
+    is the tuple (names, fallback, numpy.float64, grad names): keyword names are
+    matched to `names` by identity (the interned identifiers of the call site).
+    Any other call (a mix of positional and keyword arguments, a name that is
+    not matched, an argument that is not a float) goes to `fallback`, the
+    validating Python method, with the same arguments: it gives the same
+    result or the same error. Returns the outputs (one scalar or a tuple),
+    for `n_grads` > 0 paired with the dict {grad name: gradient}.
+    """
+    i8 = ir.IntType(8)
+    vectorcall = _fn(module, "PyObject_Vectorcall", PTR, [PTR, PTR, I64, PTR])
+    is_subtype = _fn(module, "PyType_IsSubtype", I32, [PTR, PTR])
+    new_tuple = _fn(module, "PyTuple_New", PTR, [I64])
+    set_item = _fn(module, "PyTuple_SetItem", I32, [PTR, I64, PTR])
+    alloc = _fn(module, "PyType_GenericAlloc", PTR, [PTR, I64])
+    new_dict = _fn(module, "PyDict_New", PTR, [])
+    dict_set = _fn(module, "PyDict_SetItem", I32, [PTR, PTR, PTR])
+    dec_ref = _fn(module, "Py_DecRef", ir.VoidType(), [PTR])
+    float_type = module.globals.get("PyFloat_Type") or ir.GlobalVariable(module, i8,
+                                                                          "PyFloat_Type")
+    float_type.linkage = "external"
+
+    fn = ir.Function(module, ir.FunctionType(PTR, [PTR, PTR, I64, PTR]), name)
+    this, argv, nargsf, kwnames = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def item(tup, i):  # PyTuple_GET_ITEM
+        return _tuple_item(b, tup, i)
+
+    def size(tup):  # PyTuple_GET_SIZE
+        return b.load(b.gep(tup, [ir.Constant(I64, 16)], source_etype=i8), typ=I64)
+
+    fallback_block = fn.append_basic_block("fallback")
+    fb = ir.IRBuilder(fallback_block)
+    fb.ret(fb.call(vectorcall, [_tuple_item(fb, this, 1), argv, nargsf, kwnames]))
+    names, scalar, grad_names = item(this, 0), item(this, 2), item(this, 3)
+    nargs = b.and_(nargsf, ir.Constant(I64, ~VECTORCALL_OFFSET_FLAG & (2 ** 64 - 1)))
+    values = [b.alloca(PTR) for _ in range(n_args)]
+    no_kw = b.icmp_unsigned("==", kwnames, ir.Constant(PTR, None))
+    positional, keyword = fn.append_basic_block("positional"), fn.append_basic_block("keyword")
+    b.cbranch(no_kw, positional, keyword)
+
+    b.position_at_end(positional)
+    checked = fn.append_basic_block("checked")
+    ok = b.icmp_unsigned("==", nargs, ir.Constant(I64, n_args))
+    pos_ok = fn.append_basic_block("positional.ok")
+    b.cbranch(ok, pos_ok, fallback_block)
+    b.position_at_end(pos_ok)
+    for i, slot in enumerate(values):
+        b.store(b.load(b.gep(argv, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR), slot)
+    b.branch(checked)
+
+    b.position_at_end(keyword)
+    all_kw = b.and_(b.icmp_unsigned("==", nargs, ir.Constant(I64, 0)),
+                    b.icmp_unsigned("==", size(kwnames), ir.Constant(I64, n_args)))
+    kw_ok = fn.append_basic_block("keyword.ok")
+    b.cbranch(all_kw, kw_ok, fallback_block)
+    b.position_at_end(kw_ok)
+    compare = _fn(module, "PyUnicode_Compare", I32, [PTR, PTR])
+    wanted = [item(names, j) for j in range(n_args)]
+    for i in range(n_args):  # the i-th keyword goes to the slot of the name it is
+        key = item(kwnames, i)
+        value = b.load(b.gep(argv, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR)
+        found = fn.append_basic_block(f"keyword{i}.found")
+        by_value = fn.append_basic_block(f"keyword{i}.by_value")
+        matched = _store_where(b, [b.icmp_unsigned("==", key, w) for w in wanted], value, values)
+        b.cbranch(matched, found, by_value)
+        b.position_at_end(by_value)  # an equal string that is not the interned name
+        equal = [b.icmp_signed("==", b.call(compare, [key, w]), ir.Constant(I32, 0))
+                 for w in wanted]
+        b.cbranch(_store_where(b, equal, value, values), found, fallback_block)
+        b.position_at_end(found)
+    b.branch(checked)
+
+    b.position_at_end(checked)
+    as_double = _fn(module, "PyFloat_AsDouble", DOUBLE, [PTR])
+    slots = []
+    for i, slot in enumerate(values):
+        obj = b.load(slot, typ=PTR)
+        type_ptr = b.load(b.gep(obj, [ir.Constant(I64, 8)], source_etype=i8), typ=PTR)
+        exact, subtype = fn.append_basic_block(f"arg{i}.ok"), fn.append_basic_block(f"arg{i}.sub")
+        b.cbranch(b.icmp_unsigned("==", type_ptr, float_type), exact, subtype)
+        b.position_at_end(subtype)
+        sub = b.call(is_subtype, [type_ptr, float_type])
+        b.cbranch(b.icmp_signed("!=", sub, ir.Constant(I32, 0)), exact, fallback_block)
+        b.position_at_end(exact)
+        number = b.alloca(DOUBLE)
+        b.store(b.call(as_double, [obj]), number)
+        slots.append(number)
+    outs = [b.alloca(DOUBLE) for _ in range(n_outputs + n_grads)]
+    b.call(target, slots + outs + [ir.Constant(PTR, None)])
+
+    def boxed(slot):  # a new numpy.float64 holding the double
+        obj = b.call(alloc, [scalar, ir.Constant(I64, 0)])
+        b.store(b.load(slot, typ=DOUBLE), b.gep(obj, [ir.Constant(I64, FLOAT_VALUE_OFFSET)],
+                                                 source_etype=i8))
+        return obj
+
+    if n_outputs == 1:
+        result = boxed(outs[0])
+    else:
+        result = b.call(new_tuple, [ir.Constant(I64, n_outputs)])
+        for j in range(n_outputs):
+            b.call(set_item, [result, ir.Constant(I64, j), boxed(outs[j])])
+    if n_grads:
+        grads = b.call(new_dict, [])
+        for j in range(n_grads):
+            grad = boxed(outs[n_outputs + j])
+            b.call(dict_set, [grads, item(grad_names, j), grad])
+            b.call(dec_ref, [grad])  # the dict holds its own reference
+        pair = b.call(new_tuple, [ir.Constant(I64, 2)])
+        b.call(set_item, [pair, ir.Constant(I64, 0), result])
+        b.call(set_item, [pair, ir.Constant(I64, 1), grads])
+        result = pair
+    b.ret(result)
+    return fn
+
+
+def _store_where(b: ir.IRBuilder, hits: list, value: ir.Value, slots: list) -> ir.Value:
+    """Store `value` in the slot whose flag is set; returns whether any is."""
+    matched = ir.Constant(ir.IntType(1), 0)
+    for hit, slot in zip(hits, slots):
+        with b.if_then(hit):
+            b.store(value, slot)
+        matched = b.or_(matched, hit)
+    return matched
+
+
+def _tuple_item(b: ir.IRBuilder, tup: ir.Value, i: int) -> ir.Value:
+    return b.load(b.gep(tup, [ir.Constant(I64, TUPLE_ITEMS_OFFSET + 8 * i)],
+                        source_etype=ir.IntType(8)), typ=PTR)
