@@ -36,6 +36,7 @@ class Sizes:
         self.dims = dims
         self.cache: dict = {}
         self.overflow: ir.Value = ir.Constant(I1, 0)
+        self.slot_of: dict[int, int] = {}  # work buffer -> its workspace slot (layout)
 
     def _checked(self, op: str, x: ir.Value, y: ir.Value) -> ir.Value:
         if isinstance(x, ir.Constant) and isinstance(y, ir.Constant):
@@ -122,6 +123,7 @@ def workspace_layout(sizes: Sizes, plan: Plan, gemm_pack: dict) -> tuple:
         for k in members:
             offsets[k] = total
         total = sizes.add(total, width)
+    sizes.slot_of = {k: s for s, members in enumerate(slots) for k in members}
     pack = i64(0)
     for kernel in plan.kernels:
         if kernel.kind == "matmul":
@@ -155,6 +157,7 @@ class FunctionEmitter:
         self.body_sizes: list[dict] = []
         self.straight_line = 0  # scalar items: long straight-line code is "huge" too
         self.work_ptrs: dict[int, ir.Value] = {}
+        self.alias_tags: dict[int, tuple] = {}  # work buffer -> (alias.scope, noalias)
 
     # --------------------------------------------------------------- the body
     def emit(self) -> None:
@@ -174,6 +177,7 @@ class FunctionEmitter:
         p.cbranch(p.icmp_signed("!=", bad, i64(0)), self._fail(1, "bad_dims"), sizes_fit)
         setup = self.fn.append_basic_block("setup")
         total, offsets, pack_offset = workspace_layout(self.sizes, self.plan, self.gemm_pack)
+        self.alias_tags = _slot_alias_tags(self.fn, self.sizes.slot_of)
         b = ir.IRBuilder(setup)
         own = b.icmp_unsigned("==", self.work_arg, ir.Constant(PTR, None))
         malloc = _declare(b.module, "malloc", PTR, [I64])
@@ -290,7 +294,19 @@ class FunctionEmitter:
         if buf.kind == "ssa":
             self.ssa[node] = value
             return
-        self.b.store(value, self.address(self.buffer_ptr(buf), buf.shape, idx, buf.dtype))
+        self.tag(self.b.store(value, self.address(self.buffer_ptr(buf), buf.shape, idx,
+                                                  buf.dtype)), buf)
+
+    def tag(self, access: ir.Instruction, buf: Buffer) -> ir.Instruction:
+        """Say which workspace slot a load or store touches: accesses to different
+        slots never overlap, which LLVM cannot see (every slot is an offset of
+        one pointer), so a loop writing one buffer while reading another can be
+        vectorized without runtime checks."""
+        tags = self.alias_tags.get(buf.index) if buf.kind == "work" else None
+        if tags is not None:
+            access.set_metadata("alias.scope", tags[0])
+            access.set_metadata("noalias", tags[1])
+        return access
 
     # ------------------------------------------------------------------ values
     def value(self, node: Node, idx: tuple, cache: dict) -> ir.Value:
@@ -309,7 +325,8 @@ class FunctionEmitter:
         if buf is not None and node in self._done:
             if buf.kind == "ssa":
                 return self.ssa[node]
-            return b.load(self.address(self.buffer_ptr(buf), buf.shape, idx, buf.dtype), typ=T)
+            return self.tag(b.load(self.address(self.buffer_ptr(buf), buf.shape, idx, buf.dtype),
+                                   typ=T), buf)
         op = node.op
         if op == "arg":
             ptr = self.arg_ptrs[node.attr("name")]
@@ -534,18 +551,23 @@ class FunctionEmitter:
                 kept = tuple(i for a, i in enumerate(idx) if a not in axes)
                 ptr = self.address(self.buffer_ptr(item.target), item.target.shape, kept,
                                    item.target.dtype)
+            in_memory = item.node not in accumulators
             old = b.load(ptr, typ=FLOAT_TYPES[item.node.dtype])
             if item.node.op == "reduce_sum":
                 new = b.fadd(old, x, flags=FASTMATH)
             else:
                 name = "llvm.maximum" if item.node.op == "reduce_max" else "llvm.minimum"
                 new = intrinsic(b, name, [old, x])
-            b.store(new, ptr)
+            stored = b.store(new, ptr)
+            if in_memory:
+                self.tag(old, item.target)
+                self.tag(stored, item.target)
 
     def _fill(self, buf: Buffer, value: ir.Constant) -> None:
         ptr = self.buffer_ptr(buf)
         with for_range(self.b, self.sizes.numel(buf.shape), "fill") as i:
-            self.b.store(value, self.b.gep(ptr, [i], source_etype=value.type, inbounds=True))
+            self.tag(self.b.store(value, self.b.gep(ptr, [i], source_etype=value.type,
+                                                    inbounds=True)), buf)
 
     def kernel_matmul(self, kernel: Kernel) -> None:
         item = kernel.items[0]
@@ -585,6 +607,26 @@ class FunctionEmitter:
         self._done = set()
         self.emit()
         return max([len(c) for c in self.body_sizes] + [self.straight_line])
+
+
+MAX_ALIAS_SLOTS = 64  # beyond this, the per-slot lists would grow the IR quadratically
+
+
+def _slot_alias_tags(fn: ir.Function, slot_of: dict[int, int]) -> dict[int, tuple]:
+    """Scoped alias metadata per work buffer: its slot's scope, and every other
+    slot's as `noalias`. Buffers that share a slot (one after the other) share
+    its scope, so nothing is claimed about memory that is really reused."""
+    n_slots = len(set(slot_of.values()))
+    if not 1 < n_slots <= MAX_ALIAS_SLOTS:
+        return {}
+    module = fn.module
+    domain = module.add_metadata([ir.MetaDataString(module, f"{fn.name}.workspace")])
+    scopes = [module.add_metadata([ir.MetaDataString(module, f"{fn.name}.slot{s}"), domain])
+              for s in range(n_slots)]
+    lists = [(module.add_metadata([scopes[s]]),
+              module.add_metadata([scopes[t] for t in range(n_slots) if t != s]))
+             for s in range(n_slots)]
+    return {k: lists[s] for k, s in slot_of.items()}
 
 
 class _TableEntries(dict):
