@@ -519,6 +519,11 @@ def readonly_out():
     return sq.value_and_grad(x=np.ones(3), out={"grad_x": b})
 
 
+class FloatSub(float):
+    def __float__(self):
+        raise ZeroDivisionError("a float subclass is read as the float it is")
+
+
 class Raises:
     def __array__(self, *args, **kwargs):
         raise ZeroDivisionError("no array here")
@@ -556,6 +561,9 @@ CASES = {
     "scalar_bool": lambda: scal.value_and_grad(a=True, b=2),
     "scalar_0d_arrays": lambda: scal.value_and_grad(a=np.array(4.0), b=np.float32(2)),
     "scalar_positional": lambda: scal.value_and_grad(4.0, 2.0),
+    "scalar_float_subclass": lambda: scal.value_and_grad(a=FloatSub(4.0), b=FloatSub(2.0)),
+    "scalar_built_keywords": lambda: scal.value_and_grad(**{"".join("a"): 4.0, "b"[:]: 2.0}),
+    "scalar_keyword_and_out_of_range_position": lambda: scal.value(4.0, 2.0, b=1.0),
     "too_many": lambda: scal.value_and_grad(4.0, 2.0, 3.0),
     "missing": lambda: scal.value_and_grad(4.0),
     "unknown": lambda: scal.value_and_grad(a=4.0, b=1.0, z=3.0),
@@ -672,6 +680,16 @@ def test_numbers_of_any_real_dtype_are_converted(array_cases):
     assert _case(array_cases, "scalar_positional")["detail"] == record
     record = _case(array_cases, "scalar_bool")["detail"]
     assert _values(record[0]) == [3.0] and _values(record[1]["a"]) == [2.5]
+
+
+def test_floats_by_any_route_give_the_same_result(array_cases):
+    """The native method of a program of floats (llvm) and the Python method agree:
+    float subclasses, keyword names built at run time, a name given twice."""
+    want = _case(array_cases, "scalar_positional")["detail"]
+    assert _case(array_cases, "scalar_float_subclass")["detail"] == want
+    assert _case(array_cases, "scalar_built_keywords")["detail"] == want
+    record = _case(array_cases, "scalar_keyword_and_out_of_range_position")
+    assert record["outcome"] == "TypeError" and "given twice" in record["detail"], record
 
 
 def test_nan_and_inf_propagate_as_ieee(array_cases):
