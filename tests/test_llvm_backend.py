@@ -1365,7 +1365,6 @@ def test_regression_long_f32_sums_are_accurate(src):
     where NumPy's pairwise sum is within a few ulps (campaign seed 802936). f32
     sums now accumulate in f64 registers."""
     llvm_fn = chainrule.compile(src, backend="llvm")
-    rng = np.random.default_rng(3)
     shape = (200_000,) if "M" not in src else (4, 100_000)
     x = np.full(shape, np.exp(4.0), np.float32)  # equal terms: rounding errors add up
     exact = x.astype(np.float64).sum() / (1000 if "M" in src else 1)
