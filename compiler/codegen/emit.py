@@ -224,7 +224,7 @@ class FunctionEmitter:
         for k in range(n_work):
             self.b.store(self.work_ptrs[k], self._slot(self.b, table, k))
         self.b.store(self.pack_ptr, self._slot(self.b, table, n_work))
-        params = [a for a in self.fn.args][:-1]  # dims and arrays; the table replaces work
+        params = list(self.fn.args)[:-1]  # dims and arrays; the table replaces work
         ftype = ir.FunctionType(ir.VoidType(), [p.type for p in params] + [PTR])
         outer = (self.fn, self.b, self.prelude, self.sizes, self.dim_values, self.arg_ptrs,
                  self.out_ptrs, self.grad_ptrs, self.work_ptrs, self.pack_ptr)
@@ -233,20 +233,20 @@ class FunctionEmitter:
             fn.linkage = "internal"
             fn.attributes.add("noinline")
             fn.attributes.add("nounwind")
-            for arg, original in zip(fn.args, params):
+            for arg in fn.args[:-1]:
                 if isinstance(arg.type, ir.PointerType):
                     arg.add_attribute("noalias")
-            self._enter(fn, n_work)
+            body = self._enter(fn, n_work)
             getattr(self, "kernel_" + kernel.kind)(kernel)
             self.b.ret_void()
-            self.prelude.branch(fn.blocks[1])
+            self.prelude.branch(body)
             (self.fn, self.b, self.prelude, self.sizes, self.dim_values, self.arg_ptrs,
              self.out_ptrs, self.grad_ptrs, self.work_ptrs, self.pack_ptr) = outer
             self.b.call(fn, params + [table])
 
-    def _enter(self, fn: ir.Function, n_work: int) -> None:
+    def _enter(self, fn: ir.Function, n_work: int) -> ir.Block:
         """Point the emitter at kernel function `fn` (same parameters as the ABI
-        function, the buffer table last)."""
+        function, the buffer table last); returns the block after its prelude."""
         nd, na, no = len(self.dim_values), len(self.arg_ptrs), len(self.out_ptrs)
         args = list(fn.args)
         self.fn = fn
@@ -259,6 +259,7 @@ class FunctionEmitter:
         self.grad_ptrs = args[nd + na + no:-1]
         self.work_ptrs = _TableEntries(self.prelude, args[-1])
         self.pack_ptr = self.work_ptrs[n_work]
+        return self.b.block
 
     @staticmethod
     def _slot(b: ir.IRBuilder, table: ir.Value, k: int) -> ir.Value:

@@ -120,9 +120,10 @@ def emit_vectorcall_wrapper(module: ir.Module, name: str, target: ir.Function, n
     llvm_backend.py), so a call by keyword never builds a dict: the arguments
     arrive as CPython's vector of objects with a tuple of keyword names. `self`
     is the tuple (names, fallback, numpy.float64, grad names): keyword names are
-    matched to `names` by identity (the interned identifiers of the call site).
-    Any other call (a mix of positional and keyword arguments, a name that is
-    not matched, an argument that is not a float) goes to `fallback`, the
+    matched to `names` by identity (the interned identifiers of a call site),
+    else by value. Any other call (a mix of positional and keyword arguments, a
+    name that is not matched, an argument that is not a float or a
+    numpy.float64) goes to `fallback`, the
     validating Python method, with the same arguments: it gives the same
     result or the same error. Returns the outputs (one scalar or a tuple),
     for `n_grads` > 0 paired with the dict {grad name: gradient}.
