@@ -1371,3 +1371,22 @@ def test_regression_long_f32_sums_are_accurate(src):
     value = llvm_fn.value(x=x)
     got = value[0] if isinstance(value, tuple) else value
     assert abs(float(got) - exact) <= 2e-7 * abs(exact), (float(got), exact)
+
+
+@pytest.mark.parametrize("src", ["param a\ninput b\nloss = a ^ b\noutput loss\n",
+                                 "dim N\nparam a: [N]\ninput b: [N]\no = a ^ b\n"
+                                 "loss = sum(o)\noutput loss, o\n"])
+def test_regression_pow_of_minus_infinity(src):
+    """Was: (-inf) ^ 0.5 was +inf natively (C99 pow) and NaN in the NumPy backend
+    for a 0-d operand (np.power says +inf for arrays). Both now follow C99
+    (campaign seed 1003712)."""
+    llvm_fn, numpy_fn = pair(src)
+    for b, want in ((0.5, np.inf), (2.0, np.inf), (3.0, -np.inf), (1.5, np.inf),
+                    (-0.5, 0.0), (-3.0, -0.0)):
+        args = {"a": -np.inf, "b": b} if "N" not in src else \
+            {"a": np.full(3, -np.inf), "b": np.full(3, b)}
+        for fn in (llvm_fn, numpy_fn):
+            with np.errstate(all="ignore"):
+                value = fn.value(**args)
+            got = value if "N" not in src else value[1]
+            np.testing.assert_array_equal(got, np.full(np.shape(got), want), err_msg=f"b={b}")

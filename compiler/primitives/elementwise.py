@@ -110,7 +110,15 @@ def _pow_vjp(y: Node, g: Node) -> list:
             ops.mul(g, ops.mul(y, ops.unary("log", a)))]
 
 
-_binary("pow", np.power, _pow_vjp, notation="^",
+def _pow_ref(a, b):
+    """np.power, with C99's (-inf) ** b = +inf for b > 0 not an odd integer: NumPy
+    gives that for arrays but NaN for 0-d operands, the native code always +inf."""
+    out = np.power(a, b)
+    fix = (np.asarray(a) == -np.inf) & (np.asarray(b) > 0) & (np.mod(b, 2) != 1)
+    return np.where(fix, np.inf, out)[()] if np.any(fix) else out
+
+
+_binary("pow", _pow_ref, _pow_vjp, notation="^",
         emit=S.power)
 _binary("maximum", np.maximum, _tie_split, emit=S.call("llvm.maximum"))
 _binary("minimum", np.minimum, _tie_split, emit=S.call("llvm.minimum"))
