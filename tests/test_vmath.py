@@ -249,17 +249,28 @@ def test_loop_is_vectorized(op, dtype):
 def test_emitters_are_straight_line(op):
     """Emitting into a block adds no blocks and no calls besides LLVM intrinsics."""
     for ty in IR_TYPE.values():
-        mod = ir.Module()
-        fn = ir.Function(mod, ir.FunctionType(ty, [ty]), name="g")
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
-        out = vmath.EMITTERS[op](b, fn.args[0])
-        assert out.type == ty
-        b.ret(out)
+        mod, fn = _emitted_alone(op, ty)
         assert len(fn.blocks) == 1
         assert all(f.name.startswith("llvm.") for f in mod.functions if f is not fn)
-        bad = [flag for flag in ("nnan", "ninf", "reassoc", " fast ") if flag in str(mod)]
-        assert not bad, bad
-        llvm.parse_assembly(str(mod)).verify()
+        _assert_ieee_and_valid(mod)
+
+
+def _emitted_alone(op: str, ty) -> tuple:
+    """(module, function g) whose body is `op` applied to g's argument."""
+    mod = ir.Module()
+    fn = ir.Function(mod, ir.FunctionType(ty, [ty]), name="g")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    out = vmath.EMITTERS[op](b, fn.args[0])
+    assert out.type == ty
+    b.ret(out)
+    return mod, fn
+
+
+def _assert_ieee_and_valid(mod) -> None:
+    """No flag that lets LLVM drop NaN or inf or reorder, and the module verifies."""
+    bad = [flag for flag in ("nnan", "ninf", "reassoc", " fast ") if flag in str(mod)]
+    assert not bad, bad
+    llvm.parse_assembly(str(mod)).verify()
 
 
 TRIG_TYPES = [*IR_TYPE.values(), ir.VectorType(ir.DoubleType(), 8), ir.VectorType(ir.FloatType(), 16)]
@@ -271,12 +282,7 @@ def test_trig_fast_path_is_straight_line(op, ty):
     """Trig: straight-line code, then one branch (marked unlikely) taken when a lane
     is beyond TRIG_MAX, to a call of a module-internal function: `ret` follows it,
     so it is a tail call and the fast path needs no stack frame."""
-    mod = ir.Module()
-    fn = ir.Function(mod, ir.FunctionType(ty, [ty]), name="g")
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    out = vmath.EMITTERS[op](b, fn.args[0])
-    assert out.type == ty
-    b.ret(out)
+    mod, fn = _emitted_alone(op, ty)
     entry, slow, done = fn.blocks
     assert isinstance(entry.terminator, ir.ConditionalBranch) and "prof" in entry.terminator.metadata
     called = [i.callee for i in slow.instructions if isinstance(i, ir.CallInstr)]
@@ -284,9 +290,7 @@ def test_trig_fast_path_is_straight_line(op, ty):
     assert [type(i) for i in done.instructions] == [ir.PhiInstr, ir.Ret]
     own = [f for f in mod.functions if not f.name.startswith("llvm.") and f is not fn]
     assert own and all(f.linkage == "internal" and not f.is_declaration for f in own)
-    bad = [flag for flag in ("nnan", "ninf", "reassoc", " fast ") if flag in str(mod)]
-    assert not bad, bad
-    llvm.parse_assembly(str(mod)).verify()
+    _assert_ieee_and_valid(mod)
 
 
 def _large_arguments(dtype):

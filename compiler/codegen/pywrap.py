@@ -35,38 +35,20 @@ def _fn(module: ir.Module, name: str, ret, args) -> ir.Function:
 def emit_wrapper(module: ir.Module, name: str, target: ir.Function, n_args: int,
                  n_results: int) -> ir.Function:
     get_item = _fn(module, "PyTuple_GetItem", PTR, [PTR, I64])
-    as_double = _fn(module, "PyFloat_AsDouble", DOUBLE, [PTR])
     new_tuple = _fn(module, "PyTuple_New", PTR, [I64])
     set_item = _fn(module, "PyTuple_SetItem", I32, [PTR, I64, PTR])
-    alloc = _fn(module, "PyType_GenericAlloc", PTR, [PTR, I64])
-    float_type = module.globals.get("PyFloat_Type") or ir.GlobalVariable(module, ir.IntType(8),
-                                                                          "PyFloat_Type")
-    float_type.linkage = "external"
 
     fn = ir.Function(module, ir.FunctionType(PTR, [PTR, PTR]), name)
+    args, scalar = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     reject = fn.append_basic_block("reject")
     rb = ir.IRBuilder(reject)
     rb.ret(rb.call(new_tuple, [ir.Constant(I64, 0)]))
-    slots = []
-    for i in range(n_args):
-        item = b.call(get_item, [fn.args[0], ir.Constant(I64, i)])
-        # Py_TYPE(item): ob_type follows the 8-byte ob_refcnt in CPython's object header
-        type_ptr = b.load(b.gep(item, [ir.Constant(I64, 8)], source_etype=ir.IntType(8)), typ=PTR)
-        ok_block = fn.append_basic_block(f"arg{i}.ok")
-        b.cbranch(_is_plain_float(b, type_ptr, float_type, fn.args[1]), ok_block, reject)
-        b.position_at_end(ok_block)
-        slot = b.alloca(DOUBLE)
-        b.store(b.call(as_double, [item]), slot)
-        slots.append(slot)
-    outs = [b.alloca(DOUBLE) for _ in range(n_results)]
-    b.call(target, slots + outs + [ir.Constant(PTR, None)])
+    items = [b.call(get_item, [args, ir.Constant(I64, i)]) for i in range(n_args)]
+    outs = _run(b, target, _unbox_floats(b, items, scalar, reject), n_results)
     result = b.call(new_tuple, [ir.Constant(I64, n_results)])
     for j, slot in enumerate(outs):
-        obj = b.call(alloc, [fn.args[1], ir.Constant(I64, 0)])
-        b.store(b.load(slot, typ=DOUBLE), b.gep(obj, [ir.Constant(I64, FLOAT_VALUE_OFFSET)],
-                                                 source_etype=ir.IntType(8)))
-        b.call(set_item, [result, ir.Constant(I64, j), obj])
+        b.call(set_item, [result, ir.Constant(I64, j), _box(b, scalar, slot)])
     b.ret(result)
     return fn
 
@@ -132,13 +114,9 @@ def emit_vectorcall_wrapper(module: ir.Module, name: str, target: ir.Function, n
     vectorcall = _fn(module, "PyObject_Vectorcall", PTR, [PTR, PTR, I64, PTR])
     new_tuple = _fn(module, "PyTuple_New", PTR, [I64])
     set_item = _fn(module, "PyTuple_SetItem", I32, [PTR, I64, PTR])
-    alloc = _fn(module, "PyType_GenericAlloc", PTR, [PTR, I64])
     new_dict = _fn(module, "PyDict_New", PTR, [])
     dict_set = _fn(module, "PyDict_SetItem", I32, [PTR, PTR, PTR])
     dec_ref = _fn(module, "Py_DecRef", ir.VoidType(), [PTR])
-    float_type = module.globals.get("PyFloat_Type") or ir.GlobalVariable(module, i8,
-                                                                          "PyFloat_Type")
-    float_type.linkage = "external"
 
     fn = ir.Function(module, ir.FunctionType(PTR, [PTR, PTR, I64, PTR]), name)
     this, argv, nargsf, kwnames = fn.args
@@ -193,36 +171,20 @@ def emit_vectorcall_wrapper(module: ir.Module, name: str, target: ir.Function, n
     b.branch(checked)
 
     b.position_at_end(checked)
-    as_double = _fn(module, "PyFloat_AsDouble", DOUBLE, [PTR])
-    slots = []
-    for i, slot in enumerate(values):
-        obj = b.load(slot, typ=PTR)
-        type_ptr = b.load(b.gep(obj, [ir.Constant(I64, 8)], source_etype=i8), typ=PTR)
-        exact = fn.append_basic_block(f"arg{i}.ok")
-        b.cbranch(_is_plain_float(b, type_ptr, float_type, scalar), exact, fallback_block)
-        b.position_at_end(exact)
-        number = b.alloca(DOUBLE)
-        b.store(b.call(as_double, [obj]), number)
-        slots.append(number)
-    outs = [b.alloca(DOUBLE) for _ in range(n_outputs + n_grads)]
-    b.call(target, slots + outs + [ir.Constant(PTR, None)])
-
-    def boxed(slot):  # a new numpy.float64 holding the double
-        obj = b.call(alloc, [scalar, ir.Constant(I64, 0)])
-        b.store(b.load(slot, typ=DOUBLE), b.gep(obj, [ir.Constant(I64, FLOAT_VALUE_OFFSET)],
-                                                 source_etype=i8))
-        return obj
+    objects = [b.load(slot, typ=PTR) for slot in values]
+    outs = _run(b, target, _unbox_floats(b, objects, scalar, fallback_block),
+                n_outputs + n_grads)
 
     if n_outputs == 1:
-        result = boxed(outs[0])
+        result = _box(b, scalar, outs[0])
     else:
         result = b.call(new_tuple, [ir.Constant(I64, n_outputs)])
         for j in range(n_outputs):
-            b.call(set_item, [result, ir.Constant(I64, j), boxed(outs[j])])
+            b.call(set_item, [result, ir.Constant(I64, j), _box(b, scalar, outs[j])])
     if n_grads:
         grads = b.call(new_dict, [])
         for j in range(n_grads):
-            grad = boxed(outs[n_outputs + j])
+            grad = _box(b, scalar, outs[n_outputs + j])
             b.call(dict_set, [grads, item(grad_names, j), grad])
             b.call(dec_ref, [grad])  # the dict holds its own reference
         pair = b.call(new_tuple, [ir.Constant(I64, 2)])
@@ -233,12 +195,46 @@ def emit_vectorcall_wrapper(module: ir.Module, name: str, target: ir.Function, n
     return fn
 
 
-def _is_plain_float(b: ir.IRBuilder, type_ptr: ir.Value, float_type: ir.Value,
-                    scalar: ir.Value) -> ir.Value:
-    """Is the object a float or a numpy.float64, read as NumPy would read it? Other
-    float subclasses (which may define __float__) take the validating path."""
-    return b.or_(b.icmp_unsigned("==", type_ptr, float_type),
-                 b.icmp_unsigned("==", type_ptr, scalar))
+def _unbox_floats(b: ir.IRBuilder, objects: list, scalar: ir.Value,
+                  reject: ir.Block) -> list:
+    """Each object's double in a stack slot. An object that is neither a float nor
+    `scalar` (numpy.float64) branches to `reject`: other float subclasses may
+    define __float__, so they take the validating path, read as NumPy reads them."""
+    module, fn = b.module, b.function
+    as_double = _fn(module, "PyFloat_AsDouble", DOUBLE, [PTR])
+    float_type = module.globals.get("PyFloat_Type") or ir.GlobalVariable(module, ir.IntType(8),
+                                                                          "PyFloat_Type")
+    float_type.linkage = "external"
+    slots = []
+    for i, obj in enumerate(objects):
+        # Py_TYPE(obj): ob_type follows the 8-byte ob_refcnt in CPython's object header
+        type_ptr = b.load(b.gep(obj, [ir.Constant(I64, 8)], source_etype=ir.IntType(8)), typ=PTR)
+        plain = b.or_(b.icmp_unsigned("==", type_ptr, float_type),
+                      b.icmp_unsigned("==", type_ptr, scalar))
+        ok = fn.append_basic_block(f"arg{i}.ok")
+        b.cbranch(plain, ok, reject)
+        b.position_at_end(ok)
+        slot = b.alloca(DOUBLE)
+        b.store(b.call(as_double, [obj]), slot)
+        slots.append(slot)
+    return slots
+
+
+def _run(b: ir.IRBuilder, target: ir.Function, inputs: list, n_results: int) -> list:
+    """Call the ABI function on stack slots (no workspace: scalars need none);
+    returns the result slots."""
+    outs = [b.alloca(DOUBLE) for _ in range(n_results)]
+    b.call(target, inputs + outs + [ir.Constant(PTR, None)])
+    return outs
+
+
+def _box(b: ir.IRBuilder, scalar: ir.Value, slot: ir.Value) -> ir.Value:
+    """A new `scalar` (numpy.float64) object holding the slot's double."""
+    alloc = _fn(b.module, "PyType_GenericAlloc", PTR, [PTR, I64])
+    obj = b.call(alloc, [scalar, ir.Constant(I64, 0)])
+    b.store(b.load(slot, typ=DOUBLE), b.gep(obj, [ir.Constant(I64, FLOAT_VALUE_OFFSET)],
+                                             source_etype=ir.IntType(8)))
+    return obj
 
 
 def _store_where(b: ir.IRBuilder, hits: list, value: ir.Value, slots: list) -> ir.Value:
