@@ -37,7 +37,6 @@ class Sizes:
         self.dims = dims
         self.cache: dict = {}
         self.overflow: ir.Value = ir.Constant(I1, 0)
-        self.slot_of: dict[int, int] = {}  # work buffer -> its workspace slot (layout)
 
     def _checked(self, op: str, x: ir.Value, y: ir.Value) -> ir.Value:
         if isinstance(x, ir.Constant) and isinstance(y, ir.Constant):
@@ -96,8 +95,8 @@ class Sizes:
 def workspace_layout(sizes: Sizes, plan: Plan, gemm_pack: dict) -> tuple:
     """Offsets of the work buffers: buffers whose lifetimes do not overlap share a slot.
 
-    Returns (total bytes, {buffer number: offset}, pack offset), computed with
-    `sizes`' builder and overflow check. `gemm_pack[dtype]` sizes a matmul's
+    Returns (total bytes, {buffer number: offset}, pack offset, {buffer number:
+    slot}), computed with `sizes`' builder and overflow check. `gemm_pack[dtype]` sizes a matmul's
     GEMM packing scratch (bounded by the GEMM's blocking, so it cannot
     overflow); matmuls run one at a time, so one slot.
     """
@@ -124,7 +123,7 @@ def workspace_layout(sizes: Sizes, plan: Plan, gemm_pack: dict) -> tuple:
         for k in members:
             offsets[k] = total
         total = sizes.add(total, width)
-    sizes.slot_of = {k: s for s, members in enumerate(slots) for k in members}
+    slot_of = {k: s for s, members in enumerate(slots) for k in members}
     pack = i64(0)
     for kernel in plan.kernels:
         if kernel.kind == "matmul":
@@ -132,7 +131,7 @@ def workspace_layout(sizes: Sizes, plan: Plan, gemm_pack: dict) -> tuple:
             (m, k), n = node.inputs[0].shape, node.inputs[1].shape[1]
             nbytes = b.call(gemm_pack[node.dtype], [sizes.size(m), sizes.size(n), sizes.size(k)])
             pack = b.select(b.icmp_signed(">", nbytes, pack), nbytes, pack)
-    return sizes.add(total, sizes.align(pack)), offsets, total
+    return sizes.add(total, sizes.align(pack)), offsets, total, slot_of
 
 
 class FunctionEmitter:
@@ -177,8 +176,9 @@ class FunctionEmitter:
         sizes_fit = self.fn.append_basic_block("sizes_fit")
         p.cbranch(p.icmp_signed("!=", bad, i64(0)), self._fail(1, "bad_dims"), sizes_fit)
         setup = self.fn.append_basic_block("setup")
-        total, offsets, pack_offset = workspace_layout(self.sizes, self.plan, self.gemm_pack)
-        self.alias_tags = _slot_alias_tags(self.fn, self.sizes.slot_of)
+        total, offsets, pack_offset, slot_of = workspace_layout(self.sizes, self.plan,
+                                                                self.gemm_pack)
+        self.alias_tags = _slot_alias_tags(self.fn, slot_of)
         b = ir.IRBuilder(setup)
         own = b.icmp_unsigned("==", self.work_arg, ir.Constant(PTR, None))
         malloc = _declare(b.module, "malloc", PTR, [I64])
