@@ -532,7 +532,7 @@ def test_regression_reduction_reassociation_keeps_nan(src, args):
 
 
 @pytest.mark.parametrize("n", [9, 12])
-def test_bug_fused_rows_read_an_output_before_it_is_stored(n):
+def test_regression_fused_rows_read_an_output_before_it_is_stored(n):
     """Regression (fixed: row fusion now ANDs a dependency's row alignment over all
     items of a loop). Found by the campaign (seed 20042); compiling the NumPy backend first in the
     same process hid it (other garbage in the fresh output arrays), so the reduced
@@ -546,7 +546,7 @@ def test_bug_fused_rows_read_an_output_before_it_is_stored(n):
     np.testing.assert_allclose(out["grad_w1"], want, rtol=1e-12)
 
 
-def test_bug_row_fusion_reads_rows_not_yet_computed():
+def test_regression_row_fusion_reads_rows_not_yet_computed():
     """Regression (fixed with the one above). Found by the campaign (seed 20724: NaN instead of 4.4e6), reduced by hand."""
     src = "dim M\nparam w: [M, M]\nr = max(w, axis=1)\nloss = sum(r / w)\noutput loss\n"
     w = np.arange(1.0, 82.0).reshape(9, 9)
